@@ -1,0 +1,53 @@
+# privnix build, test and run targets. `make` builds every binary into bin/.
+GO      ?= go
+BIN     ?= $(CURDIR)/bin
+CMDS    := privnixd privnix-frontend privnix-storeproc privnix-build privnix
+PREFIX  ?= /usr/local
+LIBEXEC ?= $(PREFIX)/libexec/privnix
+# Where `make run` keeps its private store.
+RUNDIR  ?= $(CURDIR)/run
+
+.PHONY: all build test test-unit lint check-deps run install fuzz bench clean
+
+all: build
+
+build:
+	@mkdir -p $(BIN)
+	$(GO) build -trimpath -o $(BIN)/ $(addprefix ./cmd/,$(CMDS))
+
+# Everything: unit, fuzz seeds, integration with the real Nix client. Needs root
+# (tests start the monitor as root and run clients as the test users).
+test: build
+	scripts/setup-test-host.sh
+	PRIVNIX_BIN=$(BIN) $(GO) test -count=1 -timeout 14m -p 2 ./...
+
+test-unit:
+	$(GO) test -short ./...
+
+lint:
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)
+
+# Regenerates the checked-in dependency manifests after a reviewed change.
+check-deps:
+	@for c in $(CMDS); do $(GO) list -deps ./cmd/$$c | grep -v '^[a-z]*$$' | grep -v '^[a-z]*/' > cmd/$$c/deps.txt.new || true; done
+	@echo "review cmd/*/deps.txt.new, then move them over deps.txt"
+
+# Runs privnixd in the foreground on a private store under $(RUNDIR).
+run: build
+	scripts/run-private.sh $(BIN) $(RUNDIR)
+
+install: build
+	install -d -m 0755 $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(LIBEXEC)
+	install -m 0755 $(BIN)/privnixd $(BIN)/privnix $(DESTDIR)$(PREFIX)/bin/
+	install -m 0755 $(BIN)/privnix-frontend $(BIN)/privnix-storeproc $(BIN)/privnix-build $(DESTDIR)$(LIBEXEC)/
+
+FUZZTIME ?= 30s
+fuzz:
+	scripts/fuzz-all.sh $(FUZZTIME)
+
+bench: build
+	scripts/bench.sh
+
+clean:
+	rm -rf $(BIN)

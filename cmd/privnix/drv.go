@@ -1,0 +1,4 @@
+package main
+
+// DrvCmd is filled in by the formats work (issue 2).
+type DrvCmd struct{}

@@ -1,0 +1,4 @@
+package main
+
+// KeyCmd is filled in by the formats work (issue 2).
+type KeyCmd struct{}
