@@ -1,0 +1,285 @@
+// Package narfs converts between file trees and NARs through directory file descriptors, never following symlinks.
+package narfs
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"privnix/nix/nar"
+)
+
+// MaxDepth is the deepest directory nesting Dump and Restore accept.
+const MaxDepth = 1024
+
+// Errors that say why a tree was refused.
+var (
+	ErrUnsupportedType = errors.New("unsupported file type")
+	ErrTooDeep         = errors.New("directory nesting too deep")
+	ErrChanged         = errors.New("file changed while being read")
+)
+
+// resolveFlags keep every lookup beneath the starting directory and refuse all symlinks.
+const resolveFlags = unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS
+
+func openBeneath(dirfd int, name string, flags int) (int, error) {
+	how := unix.OpenHow{Flags: uint64(flags | unix.O_NOFOLLOW | unix.O_CLOEXEC), Resolve: resolveFlags}
+	for {
+		fd, err := unix.Openat2(dirfd, name, &how)
+		if err != unix.EINTR {
+			return fd, err
+		}
+	}
+}
+
+// dumpLevel is one open directory of the walk.
+type dumpLevel struct {
+	fd    int
+	name  string
+	names []string
+	next  int
+}
+
+type dumper struct {
+	w     *nar.Writer
+	stack []dumpLevel
+	root  string
+	dbuf  []byte
+}
+
+// Dump serialises the file, symlink or directory `name` beneath dirfd as a NAR.
+// It never follows a symlink (openat2 RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS|RESOLVE_NO_MAGICLINKS,
+// O_NOFOLLOW), types entries by fstat of the opened fd, and refuses special files.
+func Dump(w io.Writer, dirfd int, name string) error {
+	d := &dumper{w: nar.NewWriter(w), root: name}
+	defer d.closeAll()
+	if err := d.node(dirfd, name); err != nil {
+		return err
+	}
+	for len(d.stack) > 0 {
+		if err := d.step(); err != nil {
+			return err
+		}
+	}
+	return d.w.Close()
+}
+
+// DumpPath serialises the file system object at path (a symlink itself, not
+// what it points to) as a NAR. Symlinks in the directories leading to it are
+// followed, as nix-store --dump does.
+func DumpPath(w io.Writer, path string) error {
+	dir, name := splitPath(path)
+	fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("narfs: opening %s: %w", dir, err)
+	}
+	defer unix.Close(fd)
+	return Dump(w, fd, name)
+}
+
+// splitPath returns a directory to open and the name beneath it for path.
+func splitPath(path string) (dir, name string) {
+	p := filepath.Clean(path)
+	base := filepath.Base(p)
+	if base == "/" || base == "." || base == ".." {
+		return p, "."
+	}
+	return filepath.Dir(p), base
+}
+
+// step emits the next entry of the innermost directory, or ends it.
+func (d *dumper) step() error {
+	top := &d.stack[len(d.stack)-1]
+	if top.next == len(top.names) {
+		unix.Close(top.fd)
+		d.stack = d.stack[:len(d.stack)-1]
+		return d.w.EndDir()
+	}
+	name := top.names[top.next]
+	top.next++
+	if err := d.w.Entry(name); err != nil {
+		return fmt.Errorf("narfs: %s: %w", d.path(name), err)
+	}
+	return d.node(top.fd, name)
+}
+
+func (d *dumper) closeAll() {
+	for _, l := range d.stack {
+		unix.Close(l.fd)
+	}
+	d.stack = nil
+}
+
+// path names an entry for error messages, relative to the dumped root.
+func (d *dumper) path(name string) string {
+	parts := []string{d.root}
+	for _, l := range d.stack[min(1, len(d.stack)):] {
+		parts = append(parts, l.name)
+	}
+	if len(d.stack) > 0 {
+		parts = append(parts, name)
+	}
+	return strings.Join(parts, "/")
+}
+
+// node writes the object `name` beneath parent, pushing a level for a directory.
+func (d *dumper) node(parent int, name string) error {
+	pfd, err := openBeneath(parent, name, unix.O_PATH)
+	if err != nil {
+		return fmt.Errorf("narfs: opening %s: %w", d.path(name), err)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(pfd, &st); err != nil {
+		unix.Close(pfd)
+		return fmt.Errorf("narfs: stat %s: %w", d.path(name), err)
+	}
+	switch st.Mode & unix.S_IFMT {
+	case unix.S_IFLNK:
+		defer unix.Close(pfd)
+		return d.symlink(pfd, name)
+	case unix.S_IFREG:
+		unix.Close(pfd)
+		return d.file(parent, name, &st)
+	case unix.S_IFDIR:
+		defer unix.Close(pfd)
+		return d.dir(pfd, name)
+	}
+	unix.Close(pfd)
+	return fmt.Errorf("narfs: file %s refused: %w (%s)", d.path(name), ErrUnsupportedType, typeName(st.Mode))
+}
+
+func typeName(mode uint32) string {
+	switch mode & unix.S_IFMT {
+	case unix.S_IFSOCK:
+		return "socket"
+	case unix.S_IFIFO:
+		return "fifo"
+	case unix.S_IFCHR:
+		return "character device"
+	case unix.S_IFBLK:
+		return "block device"
+	}
+	return fmt.Sprintf("mode %#o", mode)
+}
+
+func (d *dumper) symlink(pfd int, name string) error {
+	target, err := readlinkFD(pfd)
+	if err != nil {
+		return fmt.Errorf("narfs: readlink %s: %w", d.path(name), err)
+	}
+	if err := d.w.Symlink(target); err != nil {
+		return fmt.Errorf("narfs: %s: %w", d.path(name), err)
+	}
+	return nil
+}
+
+// readlinkFD reads the target of the symlink that the O_PATH fd refers to.
+func readlinkFD(fd int) (string, error) {
+	for size := 256; ; size *= 2 {
+		buf := make([]byte, size)
+		n, err := unix.Readlinkat(fd, "", buf)
+		if err != nil {
+			return "", err
+		}
+		if n < size {
+			return string(buf[:n]), nil
+		}
+		if size > 1<<16 {
+			return "", fmt.Errorf("symlink target longer than %d bytes", size)
+		}
+	}
+}
+
+// file copies a regular file; it reopens the name for reading and checks
+// that it is still the inode that was typed.
+func (d *dumper) file(parent int, name string, want *unix.Stat_t) error {
+	fd, err := openBeneath(parent, name, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_NOCTTY)
+	if err != nil {
+		return fmt.Errorf("narfs: opening %s: %w", d.path(name), err)
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		return fmt.Errorf("narfs: stat %s: %w", d.path(name), err)
+	}
+	if st.Dev != want.Dev || st.Ino != want.Ino || st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return fmt.Errorf("narfs: %s refused: %w (replaced while dumping)", d.path(name), ErrChanged)
+	}
+	exec := st.Mode&unix.S_IXUSR != 0
+	if err := d.w.File(exec, uint64(st.Size), fdReader(fd)); err != nil {
+		return fmt.Errorf("narfs: %s: %w", d.path(name), err)
+	}
+	return nil
+}
+
+// dir opens the directory behind the O_PATH fd, lists it and pushes a level.
+func (d *dumper) dir(pfd int, name string) error {
+	if len(d.stack) >= MaxDepth {
+		return fmt.Errorf("narfs: %s refused: %w (more than %d levels)", d.path(name), ErrTooDeep, MaxDepth)
+	}
+	fd, err := unix.Openat(pfd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("narfs: opening directory %s: %w", d.path(name), err)
+	}
+	names, err := d.list(fd)
+	if err != nil {
+		unix.Close(fd)
+		return fmt.Errorf("narfs: listing %s: %w", d.path(name), err)
+	}
+	if err := d.w.StartDir(); err != nil {
+		unix.Close(fd)
+		return fmt.Errorf("narfs: %s: %w", d.path(name), err)
+	}
+	d.stack = append(d.stack, dumpLevel{fd: fd, name: name, names: names})
+	return nil
+}
+
+// list returns the entry names of the directory fd sorted by raw bytes.
+func (d *dumper) list(fd int) ([]string, error) {
+	if d.dbuf == nil {
+		d.dbuf = make([]byte, 32<<10)
+	}
+	var names []string
+	for {
+		n, err := unix.ReadDirent(fd, d.dbuf)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if n <= 0 {
+			break
+		}
+		_, _, names = unix.ParseDirent(d.dbuf[:n], -1, names)
+	}
+	sort.Strings(names)
+	return names, nil
+}
+
+// fdReader reads from a raw file descriptor.
+type fdReader int
+
+func (f fdReader) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	for {
+		n, err := unix.Read(int(f), p)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return 0, err
+		}
+		if n == 0 {
+			return 0, io.EOF
+		}
+		return n, nil
+	}
+}
