@@ -414,3 +414,27 @@ func TestTextPathsAgainstNix(t *testing.T) {
 		s.checkCA(want, refs)
 	}
 }
+
+func FuzzParseContentAddress(f *testing.F) {
+	for _, s := range []string{
+		"text:sha256:1b8m03r63zqhnjf7l5wnldhh7c134ap5vpj0850ymkq1iyzicy5s",
+		"fixed:r:sha256:1b8m03r63zqhnjf7l5wnldhh7c134ap5vpj0850ymkq1iyzicy5s",
+		"fixed:sha1:a9993e364706816aba3e25717850c26c9cd0d89d",
+		"fixed:git:sha1:a9993e364706816aba3e25717850c26c9cd0d89d",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		ca, err := ParseContentAddress(s)
+		if err != nil {
+			return
+		}
+		back, err := ParseContentAddress(ca.String())
+		if err != nil || back.Method != ca.Method || !back.Hash.Equal(ca.Hash) {
+			t.Fatalf("%q -> %q -> %v, %v", s, ca.String(), back, err)
+		}
+		if _, err := Dir("/nix/store").MakeFromCA("x", ca, nil, false); err != nil {
+			t.Fatalf("MakeFromCA(%s): %v", ca, err)
+		}
+	})
+}
