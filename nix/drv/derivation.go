@@ -4,6 +4,7 @@ package drv
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -117,27 +118,18 @@ func noNUL(what string, s ...string) error {
 
 // Getenv returns the value of env entry key and whether it exists.
 func (d *Derivation) Getenv(key string) (string, bool) {
-	lo, hi := 0, len(d.Env)
-	for lo < hi {
-		m := int(uint(lo+hi) >> 1)
-		switch k := d.Env[m].Key; {
-		case k == key:
-			return d.Env[m].Value, true
-		case k < key:
-			lo = m + 1
-		default:
-			hi = m
-		}
+	i, ok := slices.BinarySearchFunc(d.Env, key, func(e EnvVar, k string) int { return strings.Compare(e.Key, k) })
+	if !ok {
+		return "", false
 	}
-	return "", false
+	return d.Env[i].Value, true
 }
 
 // Output returns the output called name.
 func (d *Derivation) Output(name string) (Output, bool) {
-	for _, o := range d.Outputs {
-		if o.Name == name {
-			return o, true
-		}
+	i, ok := slices.BinarySearchFunc(d.Outputs, name, func(o Output, n string) int { return strings.Compare(o.Name, n) })
+	if !ok {
+		return Output{}, false
 	}
-	return Output{}, false
+	return d.Outputs[i], true
 }
