@@ -1,0 +1,353 @@
+package ipc
+
+import (
+	"encoding/binary"
+	"errors"
+	"io"
+	"os"
+	"reflect"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"privnix/ipc/msg"
+)
+
+const (
+	testDir = "/nix/store"
+	testP1  = msg.StorePath("/nix/store/7h7qgvs4kgzsn8a6rb273saxyqh4jxlz-hello-2.12.1")
+	testP2  = msg.StorePath("/nix/store/0i6ardx43rdg24ab1nc3mq7f5ykyiamb-glibc-2.39-52")
+	testH   = "sha256:1b8m03r63zqhnjf7l5wnldhh7c134ap5vpj0850ymkq1iyzicy5s"
+)
+
+// pair returns two Conns over a fresh socketpair, closed at the end of the test.
+func pair(t testing.TB) (*Conn, *Conn) {
+	t.Helper()
+	a, b, err := Pair()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, err := NewConn(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cb, err := NewConn(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ca.Close(); cb.Close() })
+	return ca, cb
+}
+
+// rawPair returns a Conn and the raw fd of its peer, for forging frames.
+func rawPair(t testing.TB) (*Conn, int) {
+	t.Helper()
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := NewConn(os.NewFile(uintptr(fds[0]), "conn"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close(); unix.Close(fds[1]) })
+	return c, fds[1]
+}
+
+// openFds counts this process's open fds.
+func openFds(t testing.TB) int {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents) - 1 // the directory being read
+}
+
+// sampleFiles returns n files (pipe ends) for kinds that take fds.
+func sampleFiles(t testing.TB, n int) []*os.File {
+	var fs []*os.File
+	for i := 0; i < n; i++ {
+		r, w, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { r.Close(); w.Close() })
+		fs = append(fs, r)
+	}
+	return fs
+}
+
+func samples() []msg.Message {
+	return []msg.Message{
+		&msg.Error{Class: msg.ClassNotValid, Message: "path is not valid"},
+		&msg.OK{},
+		&msg.Hello{},
+		&msg.HelloOK{Uid: 1000, Trusted: false, User: "alice", StoreDir: testDir, NixVersion: "2.24.0", MaxVerbosity: msg.LevelInfo},
+		&msg.Session{HelloOK: msg.HelloOK{Uid: 1001, User: "bob", StoreDir: testDir, NixVersion: "2.24.0"}},
+		&msg.Log{Level: msg.LevelWarn, Msg: "disk nearly full", Attrs: msg.Attrs{{Key: "free", Value: "1%"}}},
+		&msg.IsValidPath{Path: testP1},
+		&msg.Bool{V: true},
+		&msg.QueryPathInfo{Path: testP1},
+		&msg.PathInfo{Path: testP1, NarHash: testH, References: msg.StorePaths{testP2}, NarSize: 42, RegistrationTime: 1, Sigs: msg.Strings{"k-1:AAAA"}},
+		&msg.QueryPaths{Op: msg.PathsByHashPart, HashPart: string(testP1[11:43])},
+		&msg.Paths{Paths: msg.StorePaths{testP1, testP2}},
+		&msg.AddTempRoot{Path: testP1},
+	}
+}
+
+func TestRoundTripEveryKind(t *testing.T) {
+	a, b := pair(t)
+	if err := b.SetStoreDir(testDir); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[msg.Kind]bool{}
+	for _, m := range samples() {
+		seen[m.Kind()] = true
+		spec, _ := msg.Lookup(m.Kind())
+		t.Run(spec.Name, func(t *testing.T) {
+			files := sampleFiles(t, spec.Fds)
+			if err := a.Send(m, files...); err != nil {
+				t.Fatal(err)
+			}
+			got, gotFiles, err := b.Recv()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer closeAll(gotFiles)
+			if !reflect.DeepEqual(got, m) {
+				t.Errorf("got %#v, want %#v", got, m)
+			}
+			if len(gotFiles) != spec.Fds {
+				t.Errorf("got %d files, want %d", len(gotFiles), spec.Fds)
+			}
+		})
+	}
+	for _, s := range msg.Specs() {
+		if !seen[s.Kind] {
+			t.Errorf("no sample for %s", s.Name)
+		}
+	}
+}
+
+func closeAll(fs []*os.File) {
+	for _, f := range fs {
+		f.Close()
+	}
+}
+
+func TestFdPassing(t *testing.T) {
+	a, b := pair(t)
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	m := &msg.Session{HelloOK: msg.HelloOK{User: "alice", StoreDir: testDir}}
+	if err := a.Send(m, w); err != nil {
+		t.Fatal(err)
+	}
+	w.Close() // the receiver's copy keeps the pipe open
+	got, files, err := b.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := got.(*msg.Session); !ok || len(files) != 1 {
+		t.Fatalf("got %T with %d files", got, len(files))
+	}
+	flags, err := unix.FcntlInt(files[0].Fd(), unix.F_GETFD, 0)
+	if err != nil || flags&unix.FD_CLOEXEC == 0 {
+		t.Errorf("received fd flags %#x, %v: want close-on-exec", flags, err)
+	}
+	if _, err := files[0].WriteString("through the socket"); err != nil {
+		t.Fatal(err)
+	}
+	files[0].Close()
+	data, err := io.ReadAll(r)
+	if err != nil || string(data) != "through the socket" {
+		t.Errorf("read %q, %v", data, err)
+	}
+}
+
+func TestSendRefuses(t *testing.T) {
+	a, _ := pair(t)
+	if err := a.SetStoreDir("/other/store"); err != nil {
+		t.Fatal(err)
+	}
+	big := make(msg.StorePaths, msg.MaxPaths)
+	for i := range big {
+		big[i] = "/other/store/7h7qgvs4kgzsn8a6rb273saxyqh4jxlz-hello-2.12.1"
+	}
+	for _, tc := range []struct {
+		name  string
+		m     msg.Message
+		files int
+	}{
+		{"invalid", &msg.Error{Class: 0}, 0},
+		{"fds on a kind without", &msg.OK{}, 1},
+		{"missing fd", &msg.Session{HelloOK: msg.HelloOK{StoreDir: testDir}}, 0},
+		{"outside the store dir", &msg.IsValidPath{Path: testP1}, 0},
+		{"larger than MaxFrame", &msg.Paths{Paths: big}, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := a.Send(tc.m, sampleFiles(t, tc.files)...); !errors.Is(err, ErrInvalid) {
+				t.Errorf("Send: %v, want ErrInvalid", err)
+			}
+		})
+	}
+}
+
+// frame builds a raw frame.
+func frame(k msg.Kind, body []byte) []byte {
+	return append(binary.BigEndian.AppendUint16(nil, uint16(k)), body...)
+}
+
+func encode(t testing.TB, m msg.Message) []byte {
+	b, err := msg.Encode(nil, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestForgedFrames(t *testing.T) {
+	hugeList := []byte{0x92, 0xdd, 0x00, 0x0f, 0x42, 0x40, 0xc2}
+	for _, tc := range []struct {
+		name  string
+		frame []byte
+		fds   int // pipe ends sent along
+		extra int // SCM_RIGHTS messages beyond the first
+	}{
+		{"unknown kind", frame(0x7ffe, []byte{0x90}), 0, 0},
+		{"unknown kind with fds", frame(0x7ffe, []byte{0x90}), 2, 0},
+		{"one byte", []byte{0x00}, 0, 0},
+		{"fds on an empty frame", []byte{}, 1, 0},
+		{"oversize", frame(msg.KindLog, make([]byte, MaxFrame+1)), 0, 0},
+		{"oversize truncated", frame(msg.KindLog, make([]byte, MaxFrame+100)), 1, 0},
+		{"huge list", frame(msg.KindPaths, hugeList), 0, 0},
+		{"out of range level", frame(msg.KindLog, []byte{0x93, 0x08, 0xa0, 0x90}), 0, 0},
+		{"narrowing", frame(msg.KindLog, []byte{0x93, 0xcd, 0x01, 0x00, 0xa0, 0x90}), 0, 0},
+		{"arity short", frame(msg.KindIsValidPath, []byte{0x90}), 0, 0},
+		{"arity long", frame(msg.KindOK, []byte{0x91, 0x00}), 0, 0},
+		{"trailing garbage", append(frame(msg.KindOK, []byte{0x90}), 0xc0), 0, 0},
+		{"decode error", frame(msg.KindBool, []byte{0x91, 0xa1, 'x'}), 0, 0},
+		{"validate", frame(msg.KindError, []byte{0x92, 0x09, 0xa0}), 0, 0},
+		{"outside the store dir", frame(msg.KindIsValidPath, encode(t, &msg.IsValidPath{Path: "/other/store/7h7qgvs4kgzsn8a6rb273saxyqh4jxlz-hello"})), 0, 0},
+		{"fds on a kind that takes none", frame(msg.KindOK, []byte{0x90}), 1, 0},
+		{"too few fds", frame(msg.KindSession, encode(t, &msg.Session{HelloOK: msg.HelloOK{StoreDir: testDir}})), 0, 0},
+		{"too many fds", frame(msg.KindSession, encode(t, &msg.Session{HelloOK: msg.HelloOK{StoreDir: testDir}})), 2, 0},
+		{"more than MaxFds", frame(msg.KindOK, []byte{0x90}), MaxFds + 1, 0},
+		{"far more than MaxFds", frame(msg.KindOK, []byte{0x90}), 3 * MaxFds, 0},
+		{"two SCM_RIGHTS", frame(msg.KindSession, encode(t, &msg.Session{HelloOK: msg.HelloOK{StoreDir: testDir}})), 1, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, peer := rawPair(t)
+			if err := c.SetStoreDir(testDir); err != nil {
+				t.Fatal(err)
+			}
+			before := openFds(t)
+			var oob []byte
+			if tc.fds > 0 {
+				var fds []int
+				for i := 0; i < tc.fds; i++ {
+					var p [2]int
+					if err := unix.Pipe2(p[:], unix.O_CLOEXEC); err != nil {
+						t.Fatal(err)
+					}
+					defer unix.Close(p[0])
+					defer unix.Close(p[1])
+					fds = append(fds, p[0])
+				}
+				oob = unix.UnixRights(fds...)
+				for i := 0; i < tc.extra; i++ {
+					oob = append(oob, unix.UnixRights(fds[0])...)
+				}
+				before += 2 * tc.fds
+			}
+			if err := unix.Sendmsg(peer, tc.frame, oob, nil, 0); err != nil {
+				t.Fatalf("sendmsg: %v", err)
+			}
+			m, files, err := c.Recv()
+			if !errors.Is(err, ErrViolation) {
+				t.Errorf("Recv: %v, %v, %v; want ErrViolation", m, files, err)
+			}
+			closeAll(files)
+			if after := openFds(t); after != before {
+				t.Errorf("%d fds open after Recv, %d before", after, before)
+			}
+			t.Log(err)
+		})
+	}
+}
+
+func TestEOF(t *testing.T) {
+	a, b := pair(t)
+	a.Close()
+	if _, _, err := b.Recv(); err != io.EOF {
+		t.Errorf("Recv after peer close: %v, want io.EOF", err)
+	}
+}
+
+func TestCloseUnblocksRecv(t *testing.T) {
+	_, b := pair(t)
+	done := make(chan error)
+	go func() {
+		_, _, err := b.Recv()
+		done <- err
+	}()
+	time.Sleep(10 * time.Millisecond)
+	b.Close()
+	select {
+	case err := <-done:
+		if err == nil || errors.Is(err, ErrViolation) {
+			t.Errorf("Recv after Close: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Recv still blocked after Close")
+	}
+}
+
+func TestNewConnRefusesStream(t *testing.T) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fds[1])
+	before := openFds(t)
+	if _, err := NewConn(os.NewFile(uintptr(fds[0]), "stream")); err == nil {
+		t.Error("NewConn accepted a SOCK_STREAM socket")
+	}
+	if after := openFds(t); after != before-1 {
+		t.Errorf("NewConn did not close its file: %d fds before, %d after", before, after)
+	}
+}
+
+func BenchmarkRoundTrip(b *testing.B) {
+	client, server := pair(b)
+	req := &msg.QueryPathInfo{Path: testP1}
+	ans := &msg.PathInfo{Path: testP1, NarHash: testH, References: msg.StorePaths{testP1, testP2}, NarSize: 1 << 20, RegistrationTime: 1700000000, Sigs: msg.Strings{"cache.nixos.org-1:AAAA"}}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			if _, _, err := server.Recv(); err != nil {
+				return
+			}
+			if err := server.Send(ans); err != nil {
+				return
+			}
+		}
+	}()
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := client.Send(req); err != nil {
+			b.Fatal(err)
+		}
+		if _, _, err := client.Recv(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	client.Close()
+	<-done
+}

@@ -1,0 +1,65 @@
+// Package msg is the whole vocabulary spoken on privnix's internal channels:
+// every message type, its kind number, its fd count and its validator, in one
+// place, so that an auditor can read everything an unprivileged process may
+// send to the monitor.
+//
+// # Kinds
+//
+// A Kind is a 16-bit number, unique across all channels. Requests (and
+// fire-and-forget notices such as Log) are even; answers are odd, so an answer
+// can never be read as a request. Kinds are grouped by channel:
+//
+//	0x0000–0x00ff  common: Error, OK, Hello, HelloOK          (common.go)
+//	0x0100–0x01ff  log channel: Log                            (log.go)
+//	0x0200–0x02ff  frontend ↔ monitor                          (frontend.go)
+//	0x0300–0x03ff  storeproc ↔ monitor                         (reserved)
+//	0x0400–0x04ff  buildproc ↔ monitor                         (reserved)
+//
+// Each channel file starts with a sequence diagram, then its Kind block, then
+// one struct per kind, then its registry table.
+//
+// # Adding a kind (three small steps, all in the channel's file)
+//
+// First the struct: msgpack as_array, integer fields uint64/int64 only (range
+// checked in Validate), lists only as bounded list types (Strings, StorePaths,
+// or a named slice whose DecodeMsgpack calls DecodeList with a maximum), store
+// paths as StorePath:
+//
+//	type AddSignatures struct {
+//		_msgpack struct{} `msgpack:",as_array"`
+//		Path     StorePath
+//		Sigs     Strings
+//	}
+//
+// Then its Kind and Validate methods, with value receivers; Validate checks
+// every field's length, range and content with the helpers in check.go:
+//
+//	func (AddSignatures) Kind() Kind { return KindAddSignatures }
+//	func (m AddSignatures) Validate() error {
+//		return firstErr(field("Path", m.Path.Validate()), field("Sigs", m.Sigs.Validate(MaxSigs, ValidSig)))
+//	}
+//
+// Last, one row in the channel's table, whose argument is the exact number of
+// fds that travel with the message:
+//
+//	row[AddSignatures](0),
+//
+// TestRoundTrip then requires a sample of the new kind in its table, which is
+// how a forgotten validator or an unbounded field is caught.
+//
+// # Decoding rules (see docs/style-anchors.md §7.4)
+//
+// Decode checks, in this order and before allocating anything that the
+// frame's bytes did not pay for: the kind is registered; the body is at most
+// MaxBody bytes; the body is exactly one well-formed msgpack array holding
+// only nil, bool, integers, strings, binaries and arrays (no maps, floats or
+// extensions; every length fits in the bytes that remain; nesting ≤ 8); the
+// strict decode into the kind's struct (as_array: arity must match, unknown
+// fields refused, lists refuse counts above their maximum or above the bytes
+// left); no trailing bytes; Validate. Any failure is a protocol violation.
+//
+// Store paths are checked syntactically by Validate (absolute, clean store
+// directory, 32 nix32 characters, a valid name). Whether they lie in the
+// session's store directory is checked by CheckStoreDir, which package ipc
+// applies to every message once the channel knows its store directory.
+package msg
