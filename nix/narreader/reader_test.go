@@ -379,3 +379,30 @@ func TestDefaultLimitStopsDeepNesting(t *testing.T) {
 		t.Fatalf("got %v, want ErrTooDeep", err)
 	}
 }
+
+// FuzzReader parses arbitrary input; whatever is accepted must be written
+// back byte for byte by nar.Writer (the archive is canonical).
+func FuzzReader(f *testing.F) {
+	f.Add(cat(magic, dir(ent("a", fileNode("x")), ent("b", tok("(", "type", "symlink", "target", "t", ")")))))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		lim := Limits{MaxDepth: 64, MaxEntries: 1000, MaxTotal: 1 << 20}
+		src := bytes.NewReader(data)
+		var out bytes.Buffer
+		w := nar.NewWriter(&out)
+		err := Restore(src, w, lim)
+		if err == nil {
+			err = w.Close()
+		}
+		if err != nil {
+			var e *Error
+			if !errors.As(err, &e) {
+				t.Fatalf("refusal %v is not a *Error", err)
+			}
+			return
+		}
+		consumed := data[:len(data)-src.Len()]
+		if !bytes.Equal(out.Bytes(), consumed) {
+			t.Fatalf("accepted input is not canonical: read %d bytes, wrote back %d different ones", len(consumed), out.Len())
+		}
+	})
+}
