@@ -1,0 +1,95 @@
+// Command privnixd is the privnix monitor: the root daemon that replaces
+// nix-daemon. It listens on the Nix daemon socket, decides who may connect,
+// starts one unprivileged frontend per client and is the only process that
+// writes the store and its database.
+//
+// Powers kept: root (to change uids of children, own the store and the
+// database); it parses no client bytes.
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"syscall"
+
+	"github.com/alecthomas/kong"
+
+	"privnix/monitor"
+	"privnix/nix/conf"
+)
+
+type cli struct {
+	Daemon    bool             `help:"Accepted for compatibility with nix-daemon; privnixd always runs as a daemon in the foreground."`
+	Version   kong.VersionFlag `help:"Print the version and exit."`
+	BinDir    string           `name:"bin-dir" placeholder:"DIR" help:"Directory holding privnix-frontend and privnix-storeproc (default: next to privnixd, else /usr/local/libexec/privnix)."`
+	LogFormat string           `name:"log-format" enum:"text,json" default:"text" help:"Log as logfmt text or JSON lines (${enum})."`
+	Debug     bool             `help:"Log debug records too."`
+}
+
+func main() {
+	var c cli
+	kong.Parse(&c,
+		kong.Name("privnixd"),
+		kong.Description("The privnix daemon: a privilege-separated replacement for nix-daemon.\n\n"+
+			"It reads nix.conf and NIX_STORE_DIR, NIX_STATE_DIR, NIX_LOG_DIR, NIX_CONF_DIR and NIX_DAEMON_SOCKET_PATH as nix-daemon does, "+
+			"listens on the daemon socket (or takes it from systemd socket activation) and serves until SIGTERM or SIGINT."),
+		kong.Vars{"version": "privnixd (Nix) " + monitor.NixVersion},
+	)
+	log := newLogger(c.LogFormat, c.Debug)
+	if err := run(c, log); err != nil {
+		log.Error("privnixd stopped", "err", err)
+		fmt.Fprintf(os.Stderr, "privnixd: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func run(c cli, log *slog.Logger) error {
+	paths, err := monitor.PathsFromEnv(os.Getenv)
+	if err != nil {
+		return err
+	}
+	settings, warnings, err := conf.Load(paths.ConfFile(), os.ReadFile, conf.Host{
+		Root:    os.Geteuid() == 0,
+		NumCPU:  runtime.NumCPU(),
+		ConfDir: paths.ConfDir,
+	})
+	if err != nil {
+		return err
+	}
+	for _, w := range warnings {
+		log.Warn("nix.conf", "warning", w)
+	}
+	binDir := c.BinDir
+	if binDir == "" {
+		binDir = defaultBinDir()
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	return monitor.Run(ctx, monitor.Config{Paths: paths, BinDir: binDir, Settings: settings, Log: log, Getenv: os.Getenv})
+}
+
+func defaultBinDir() string {
+	if exe, err := os.Executable(); err == nil {
+		dir := filepath.Dir(exe)
+		if _, err := os.Stat(filepath.Join(dir, "privnix-frontend")); err == nil {
+			return dir
+		}
+	}
+	return "/usr/local/libexec/privnix"
+}
+
+func newLogger(format string, debug bool) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: slog.LevelInfo}
+	if debug {
+		opts.Level = slog.LevelDebug
+	}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}

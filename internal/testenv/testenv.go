@@ -1,0 +1,290 @@
+// Package testenv starts the real privnix binaries and the real Nix client on
+// private stores, for integration tests. It is imported only by tests.
+package testenv
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The test host's users and groups, created by scripts/setup-test-host.sh.
+const (
+	Alice       = "privnix-alice" // in privnix-test-users
+	Bob         = "privnix-bob"   // in privnix-test-users and privnix-test-trusted
+	Carol       = "privnix-carol" // in no group the tests allow
+	UsersGroup  = "privnix-test-users"
+	TrustGroup  = "privnix-test-trusted"
+	BuildGroup  = "privnix-test-bld"
+	setupScript = "scripts/setup-test-host.sh"
+)
+
+var (
+	buildOnce sync.Once
+	binDir    string
+	buildErr  error
+)
+
+// RepoRoot is the directory holding go.mod.
+func RepoRoot(t testing.TB) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Fatal("go.mod not found above the test's directory")
+		}
+		dir = parent
+	}
+}
+
+// Bin returns the directory with the privnix binaries: $PRIVNIX_BIN when
+// set (make test), else a fresh build shared by the whole test binary.
+func Bin(t testing.TB) string {
+	t.Helper()
+	if d := os.Getenv("PRIVNIX_BIN"); d != "" {
+		return d
+	}
+	buildOnce.Do(func() {
+		binDir, buildErr = os.MkdirTemp("", "privnix-bin-")
+		if buildErr != nil {
+			return
+		}
+		os.Chmod(binDir, 0o755)
+		cmd := exec.Command("go", "build", "-o", binDir+"/", "./cmd/...")
+		cmd.Dir = RepoRoot(t)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build ./cmd/...: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binDir
+}
+
+// RequireRoot fails the test unless it runs as root: the daemon's promises
+// (uid changes, namespaces) can only be tested as root. CI runs as root.
+func RequireRoot(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Fatal("this test must run as root (make test does): it starts privnixd and runs clients as the test users")
+	}
+}
+
+// RequireNix fails unless the real Nix client is installed.
+func RequireNix(t testing.TB) {
+	t.Helper()
+	if _, err := exec.LookPath("nix-store"); err != nil {
+		t.Fatalf("nix-store not found: run %s (it installs Debian's nix-bin)", setupScript)
+	}
+}
+
+// Store is a private Nix store with its state, log and conf directories, in a
+// directory every test user can traverse.
+type Store struct {
+	Root       string
+	StoreDir   string
+	StateDir   string
+	LogDir     string
+	ConfDir    string
+	SocketPath string
+}
+
+// NewStore makes the directories and writes nix.conf (Nix syntax).
+func NewStore(t testing.TB, nixConf string) *Store {
+	t.Helper()
+	root, err := os.MkdirTemp("", "privnix-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(root) })
+	os.Chmod(root, 0o755)
+	s := &Store{
+		Root:     root,
+		StoreDir: filepath.Join(root, "store"),
+		StateDir: filepath.Join(root, "var", "nix"),
+		LogDir:   filepath.Join(root, "var", "log", "nix"),
+		ConfDir:  filepath.Join(root, "etc"),
+	}
+	s.SocketPath = filepath.Join(s.StateDir, "daemon-socket", "socket")
+	for _, d := range []string{s.StoreDir, s.StateDir, s.LogDir, s.ConfDir, filepath.Dir(s.SocketPath)} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(s.ConfDir, "nix.conf"), []byte(nixConf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// Env is the environment that points a Nix client or daemon at this store.
+func (s *Store) Env() []string {
+	return []string{
+		"NIX_STORE_DIR=" + s.StoreDir,
+		"NIX_STATE_DIR=" + s.StateDir,
+		"NIX_LOG_DIR=" + s.LogDir,
+		"NIX_CONF_DIR=" + s.ConfDir,
+		"NIX_DAEMON_SOCKET_PATH=" + s.SocketPath,
+	}
+}
+
+// Daemon is a running privnixd (or nix-daemon) on a Store.
+type Daemon struct {
+	Cmd    *exec.Cmd
+	Log    *syncBuffer
+	cancel context.CancelFunc
+}
+
+// StartPrivnixd starts privnixd as root on s and waits for its socket.
+func StartPrivnixd(t testing.TB, s *Store, extraArgs ...string) *Daemon {
+	t.Helper()
+	bin := Bin(t)
+	args := append([]string{"--bin-dir", bin}, extraArgs...)
+	return start(t, s, filepath.Join(bin, "privnixd"), args)
+}
+
+// StartNixDaemon starts the real nix-daemon 2.8 on s, for side-by-side tests.
+func StartNixDaemon(t testing.TB, s *Store) *Daemon {
+	t.Helper()
+	return start(t, s, "nix-daemon", nil)
+}
+
+func start(t testing.TB, s *Store, path string, args []string) *Daemon {
+	os.Remove(s.SocketPath)
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(ctx, path, args...)
+	cmd.Env = append([]string{"PATH=/usr/local/bin:/usr/bin:/bin"}, s.Env()...)
+	log := &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = log, log
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = 10 * time.Second
+	if err := cmd.Start(); err != nil {
+		cancel()
+		t.Fatalf("starting %s: %v", path, err)
+	}
+	d := &Daemon{Cmd: cmd, Log: log, cancel: cancel}
+	t.Cleanup(func() { d.Stop(t) })
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if _, err := os.Stat(s.SocketPath); err == nil {
+			return d
+		}
+		if time.Now().After(deadline) || cmd.ProcessState != nil {
+			d.Stop(t)
+			t.Fatalf("%s did not create %s; its log:\n%s", path, s.SocketPath, log.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Stop sends SIGTERM and waits; it is safe to call twice.
+func (d *Daemon) Stop(t testing.TB) {
+	if d.cancel == nil {
+		return
+	}
+	d.cancel()
+	d.cancel = nil
+	d.Cmd.Wait()
+	if t.Failed() {
+		t.Logf("daemon log:\n%s", d.Log.String())
+	}
+}
+
+// Result is what a client command did.
+type Result struct {
+	Stdout, Stderr string
+	Err            error
+}
+
+// Run runs a Nix client command as the named user against s's daemon
+// (NIX_REMOTE=daemon), with a private HOME.
+func (s *Store) Run(t testing.TB, userName string, stdin []byte, name string, args ...string) Result {
+	t.Helper()
+	return s.RunEnv(t, userName, nil, stdin, name, args...)
+}
+
+// RunEnv is Run with extra environment variables.
+func (s *Store) RunEnv(t testing.TB, userName string, env []string, stdin []byte, name string, args ...string) Result {
+	t.Helper()
+	cred, home := credential(t, userName, s.Root)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Env = append([]string{"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=" + home, "NIX_REMOTE=daemon", "USER=" + userName}, s.Env()...)
+	cmd.Env = append(cmd.Env, env...)
+	cmd.Dir = home
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if stdin != nil {
+		cmd.Stdin = bytes.NewReader(stdin)
+	}
+	err := cmd.Run()
+	return Result{Stdout: out.String(), Stderr: errb.String(), Err: err}
+}
+
+// credential returns the user's uid, primary gid and groups, and a HOME for it
+// beneath root.
+func credential(t testing.TB, name, root string) (*syscall.Credential, string) {
+	t.Helper()
+	u, err := user.Lookup(name)
+	if err != nil {
+		t.Fatalf("test user %s: %v (run %s)", name, err, setupScript)
+	}
+	uid, _ := strconv.ParseUint(u.Uid, 10, 32)
+	gid, _ := strconv.ParseUint(u.Gid, 10, 32)
+	gids, err := u.GroupIds()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var groups []uint32
+	for _, g := range gids {
+		n, _ := strconv.ParseUint(g, 10, 32)
+		groups = append(groups, uint32(n))
+	}
+	home := filepath.Join(root, "home", name)
+	if err := os.MkdirAll(home, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(filepath.Join(root, "home"), 0o755)
+	if err := os.Chown(home, int(uid), int(gid)); err != nil {
+		t.Fatal(err)
+	}
+	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: groups}, home
+}
+
+// syncBuffer is a bytes.Buffer safe for a process's stdout and stderr.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}

@@ -1,0 +1,125 @@
+// Package monitor is privnixd, the root process: it accepts clients, decides
+// with policy/ who they are and what they may do, starts the unprivileged
+// children that parse what clients send, and is the only process that writes
+// the store and its database. It parses no client bytes: it reads only its own
+// msgpack messages (ipc/msg) from its children.
+package monitor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"time"
+
+	"privnix/nix/conf"
+)
+
+// NixVersion is the Nix version privnix reports to clients in the handshake
+// (protocol 1.33+) and in `privnixd --version`: the Nix release whose
+// behaviour it implements, tagged with privnix's own version.
+const NixVersion = "2.8.0-privnix.0.1"
+
+// Config is everything Run needs.
+type Config struct {
+	Paths    Paths
+	BinDir   string // where privnix-frontend and privnix-storeproc are
+	Settings *conf.Settings
+	Log      *slog.Logger
+	Getenv   func(string) string
+}
+
+// Monitor is the running daemon.
+type Monitor struct {
+	cfg     Config
+	root    bool // we can change uids; otherwise every child runs as us
+	log     *slog.Logger
+	spawner *spawner
+	feUIDs  *uidPool
+	pool    *frontendPool
+
+	mu      sync.Mutex
+	perUser map[uint32]int        // live connections per client uid; guarded by mu
+	conns   map[*session]struct{} // guarded by mu
+}
+
+// Run serves until ctx is cancelled, then closes the socket and ends every
+// child.
+func Run(ctx context.Context, cfg Config) error {
+	m, err := newMonitor(cfg)
+	if err != nil {
+		return err
+	}
+	l, err := listen(cfg.Paths.SocketPath, cfg.Getenv)
+	if err != nil {
+		return fmt.Errorf("daemon socket: %w", err)
+	}
+	m.log.Info("listening", "socket", cfg.Paths.SocketPath, "store", cfg.Paths.StoreDir, "root", m.root)
+	go m.pool.fill(ctx)
+	go func() { <-ctx.Done(); l.Close() }()
+	err = m.acceptLoop(ctx, l)
+	m.shutdown()
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+func newMonitor(cfg Config) (*Monitor, error) {
+	m := &Monitor{
+		cfg:     cfg,
+		root:    os.Geteuid() == 0,
+		log:     cfg.Log,
+		perUser: map[uint32]int{},
+		conns:   map[*session]struct{}{},
+	}
+	if !m.root {
+		m.log.Warn("privnixd is not running as root: it cannot change uids, so every child and build runs as uid " +
+			fmt.Sprint(os.Getuid()) + ", confined by namespaces, no_new_privs, seccomp and Landlock only; it serves only this user's store")
+	}
+	bins, err := openBinaries(cfg.BinDir, m.root)
+	if err != nil {
+		return nil, err
+	}
+	m.spawner = newSpawner(bins, m.log)
+	r := cfg.Settings.FrontendUIDs
+	m.feUIDs = newUIDPool(r.Lo, r.Hi)
+	m.pool = newFrontendPool(m, int(cfg.Settings.FrontendPool))
+	return m, nil
+}
+
+func (m *Monitor) acceptLoop(ctx context.Context, l *net.UnixListener) error {
+	for {
+		c, err := l.AcceptUnix()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				continue
+			}
+			// EMFILE and friends: wait and go on; one bad moment must not end the daemon.
+			m.log.Error("accept failed", "err", err)
+			time.Sleep(100 * time.Millisecond)
+			continue
+		}
+		go m.serveClient(ctx, c)
+	}
+}
+
+func (m *Monitor) shutdown() {
+	m.mu.Lock()
+	conns := make([]*session, 0, len(m.conns))
+	for s := range m.conns {
+		conns = append(conns, s)
+	}
+	m.mu.Unlock()
+	for _, s := range conns {
+		s.fe.kill()
+	}
+	m.pool.drain()
+}

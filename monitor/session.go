@@ -1,0 +1,196 @@
+package monitor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+
+	"golang.org/x/sys/unix"
+
+	"privnix/ipc"
+	"privnix/ipc/msg"
+)
+
+// peer is a client as the kernel reported it at accept time. It is the only
+// source of identity: nothing a child says changes it.
+type peer struct {
+	UID, GID uint32
+	PID      int32
+	User     string
+}
+
+// session is one client connection: the identity the monitor read itself, the
+// decision policy made, and the frontend bound to it.
+type session struct {
+	m       *Monitor
+	peer    peer
+	trusted bool
+	fe      *child
+	log     *slog.Logger
+}
+
+func (m *Monitor) serveClient(ctx context.Context, c *net.UnixConn) {
+	defer c.Close()
+	p, err := peerOf(c)
+	if err != nil {
+		m.log.Error("SO_PEERCRED failed; connection dropped", "err", err)
+		return
+	}
+	d := m.decideConnect(&p)
+	audit := m.log.With("client_uid", p.UID, "client_pid", p.PID, "user", p.User)
+	if !m.admitUser(p.UID) {
+		d = connectDecision{refusal: fmt.Sprintf("user '%s' has too many connections to the Nix daemon (privnix-max-connections-per-user = %d)",
+			p.User, m.cfg.Settings.MaxConnectionsPerUser), rule: "privnix-max-connections-per-user"}
+	} else {
+		defer m.leaveUser(p.UID)
+	}
+	if d.refusal != "" {
+		audit.Warn("connection refused", "rule", d.rule, "reason", d.refusal)
+	} else {
+		audit.Info("connection accepted", "trusted", d.trusted)
+	}
+	fe, err := m.pool.take(ctx)
+	if err != nil {
+		return
+	}
+	s := &session{m: m, peer: p, trusted: d.trusted, fe: fe,
+		log: audit.With("frontend_pid", fe.cmd.Process.Pid, "frontend_uid", fe.uid)}
+	if err := s.bind(c, d.refusal); err != nil {
+		s.log.Error("binding the frontend failed", "err", err)
+		m.pool.release(fe)
+		return
+	}
+	c.Close() // the frontend has its own copy now
+	m.track(s, true)
+	defer m.track(s, false)
+	s.serve()
+	m.pool.release(fe)
+}
+
+// bind hands the client's socket to the frontend with the session the monitor
+// recorded. From here on every request on that channel is answered for this
+// identity only.
+func (s *session) bind(c *net.UnixConn, refusal string) error {
+	f, err := c.File()
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := s.fe.conn.SetStoreDir(s.m.cfg.Paths.StoreDir); err != nil {
+		return err
+	}
+	return s.fe.conn.Send(msg.Session{HelloOK: msg.HelloOK{
+		Uid:          uint64(s.peer.UID),
+		Trusted:      s.trusted,
+		User:         s.peer.User,
+		Refusal:      refusal,
+		StoreDir:     s.m.cfg.Paths.StoreDir,
+		NixVersion:   NixVersion,
+		MaxVerbosity: 7,
+	}}, f)
+}
+
+// serve answers the frontend's requests until it closes its channel or
+// breaks the protocol, in which case it is killed. The monitor goes on.
+func (s *session) serve() {
+	for {
+		req, fds, err := s.fe.conn.Recv()
+		if err != nil {
+			if !errors.Is(err, io.EOF) {
+				s.log.Warn("frontend killed: bad message", "err", err)
+			}
+			closeFiles(fds)
+			return
+		}
+		ans, ansFds, err := dispatch(s, req, fds)
+		closeFiles(fds)
+		if err != nil {
+			s.log.Warn("frontend killed: request refused as a protocol violation", "kind", req.Kind(), "err", err)
+			return
+		}
+		err = s.fe.conn.Send(ans, ansFds...)
+		closeFiles(ansFds)
+		if err != nil {
+			s.log.Error("answering the frontend failed", "kind", req.Kind(), "err", err)
+			return
+		}
+	}
+}
+
+func (m *Monitor) track(s *session, live bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if live {
+		m.conns[s] = struct{}{}
+	} else {
+		delete(m.conns, s)
+	}
+}
+
+func (m *Monitor) admitUser(uid uint32) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if uint32(m.perUser[uid]) >= m.cfg.Settings.MaxConnectionsPerUser {
+		return false
+	}
+	m.perUser[uid]++
+	return true
+}
+
+func (m *Monitor) leaveUser(uid uint32) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.perUser[uid]--; m.perUser[uid] <= 0 {
+		delete(m.perUser, uid)
+	}
+}
+
+func peerOf(c *net.UnixConn) (peer, error) {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return peer{}, err
+	}
+	var cred *unix.Ucred
+	var cerr error
+	if err := rc.Control(func(fd uintptr) {
+		cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+	}); err != nil {
+		return peer{}, err
+	}
+	if cerr != nil {
+		return peer{}, cerr
+	}
+	return peer{UID: cred.Uid, GID: cred.Gid, PID: cred.Pid}, nil
+}
+
+// forwardLogs copies a child's log channel into the monitor's log, stamped
+// with the child's role, pid and uid. Text from a child is only ever an
+// attribute value, never a message or a format.
+func (m *Monitor) forwardLogs(c *child) {
+	l := m.log.With("role", c.role, "pid", c.cmd.Process.Pid, "uid", c.uid)
+	for {
+		rec, fds, err := c.logs.Recv()
+		closeFiles(fds)
+		if err != nil {
+			return
+		}
+		if lm, ok := rec.(*msg.Log); ok {
+			args := make([]any, 0, 2+2*len(lm.Attrs))
+			args = append(args, "msg", lm.Msg)
+			for _, a := range lm.Attrs {
+				args = append(args, "child."+a.Key, a.Value)
+			}
+			l.Log(context.Background(), ipc.SlogLevel(lm.Level), "child log", args...)
+		}
+	}
+}
+
+func closeFiles(fs []*os.File) {
+	for _, f := range fs {
+		f.Close()
+	}
+}

@@ -1,0 +1,62 @@
+package monitor
+
+import (
+	"fmt"
+	"os"
+
+	"privnix/ipc/msg"
+)
+
+// This table is everything a child may ask of the monitor. Read it first.
+//
+// Each row names the request kind, the role allowed to send it, flags, and the
+// handler. A kind missing from the table, or sent by another role, is a
+// protocol violation: the sender is killed and the monitor goes on. Identity
+// never comes from a message: handlers read s.peer and s.trusted, which the
+// monitor recorded at accept time. Every handler runs: decode and Validate
+// (done by ipc) → permission (the flags, then policy) → compute → storefs →
+// database → answer.
+var table = map[msg.Kind]route{
+	//                         from           flags     handler
+	msg.KindIsValidPath:   {roleFrontend, flagRO, notYet},
+	msg.KindQueryPathInfo: {roleFrontend, flagRO, notYet},
+	msg.KindQueryPaths:    {roleFrontend, flagRO, notYet},
+	msg.KindAddTempRoot:   {roleFrontend, 0, notYet},
+}
+
+type flags uint8
+
+const (
+	flagRO      flags = 1 << iota // reads the database only
+	flagTrusted                   // only for trusted users (checked before the handler)
+)
+
+// A handler answers one request. It returns an error only for a protocol
+// violation; a refusal or a failure is an answer (msg.Error).
+type handler func(s *session, req msg.Message, fds []*os.File) (msg.Message, []*os.File, error)
+
+type route struct {
+	from   role
+	flags  flags
+	handle handler
+}
+
+func dispatch(s *session, req msg.Message, fds []*os.File) (msg.Message, []*os.File, error) {
+	r, ok := table[req.Kind()]
+	if !ok || r.from != s.fe.role {
+		return nil, nil, fmt.Errorf("%v is not a request a %s may send", req.Kind(), s.fe.role)
+	}
+	if r.flags&flagTrusted != 0 && !s.trusted {
+		return refuse("you are not privileged to do this (not in 'trusted-users')"), nil, nil
+	}
+	return r.handle(s, req, fds)
+}
+
+// refuse is a policy refusal: the client sees message as a Nix error.
+func refuse(message string) msg.Message {
+	return &msg.Error{Class: msg.ClassPolicy, Message: message}
+}
+
+func notYet(s *session, req msg.Message, _ []*os.File) (msg.Message, []*os.File, error) {
+	return &msg.Error{Class: msg.ClassUnsupported, Message: fmt.Sprintf("%v is not implemented by privnixd yet", req.Kind())}, nil, nil
+}
