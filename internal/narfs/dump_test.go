@@ -12,13 +12,15 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"privnix/internal/narfs/narfstest"
 )
 
 func TestDumpMatchesNix(t *testing.T) {
 	base := t.TempDir()
 	for seed := int64(1); seed <= 12; seed++ {
 		root := filepath.Join(base, fmt.Sprint(seed))
-		genTree(t, root, seed, seed == 1)
+		narfstest.GenTree(t, root, seed, seed == 1)
 		paths := []string{root, filepath.Join(root, "empty-file"), filepath.Join(root, "dangling-abs"),
 			filepath.Join(root, "exec-only-user"), filepath.Join(root, "empty-dir")}
 		for _, p := range paths {

@@ -12,6 +12,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"privnix/internal/narfs/narfstest"
+
 	"privnix/nix/nar"
 	"privnix/nix/narreader"
 )
@@ -32,7 +34,7 @@ func TestRestoreNixDump(t *testing.T) {
 	outfd := openDir(t, out)
 	for seed := int64(20); seed < 30; seed++ {
 		src := filepath.Join(base, fmt.Sprint(seed))
-		genTree(t, src, seed, seed == 20)
+		narfstest.GenTree(t, src, seed, seed == 20)
 		want := nixDump(t, src)
 		name := fmt.Sprintf("r%d", seed)
 		if err := Restore(bytes.NewReader(want), outfd, name, narreader.Limits{}); err != nil {
@@ -49,7 +51,7 @@ func TestNixRestoresOurDump(t *testing.T) {
 	base := t.TempDir()
 	for seed := int64(40); seed < 46; seed++ {
 		src := filepath.Join(base, fmt.Sprint(seed))
-		genTree(t, src, seed, false)
+		narfstest.GenTree(t, src, seed, false)
 		ours := ourDump(t, src)
 		dst := filepath.Join(base, fmt.Sprintf("nix%d", seed))
 		cmd := exec.Command(nixTool(t, "nix-store"), "--restore", dst)
