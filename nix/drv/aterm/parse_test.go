@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"privnix/nix/drv"
+	"privnix/nix/nixhash"
+	"privnix/nix/storepath"
 )
 
 // vectorsDir finds <repo root>/../shared/vectors/nix, the root being the
@@ -229,8 +231,11 @@ func TestLimits(t *testing.T) {
 	}
 }
 
+const fuzzStore = storepath.Dir("/nix/store")
+
 // FuzzParse checks that whatever the parser accepts prints back to the same
-// bytes, so accepted input is always canonical.
+// bytes, so accepted input is always canonical, and that validation, the
+// .drv path and Check never panic on it.
 func FuzzParse(f *testing.F) {
 	for _, dir := range []string{"libstore-derivation", "libstore-derivation/hash-modulo", "libstore-derivation/ca", "libstore-derivation/ia", "libstore-fuzz-derivations"} {
 		ents, err := os.ReadDir(filepath.Join(vectorsDir(f), dir))
@@ -255,5 +260,14 @@ func FuzzParse(f *testing.F) {
 		if !bytes.Equal(out, in) {
 			t.Fatalf("accepted non-canonical input\n in %q\nout %q", in, out)
 		}
+		// The typed layer must refuse or handle whatever parses, never panic.
+		if d.Validate(fuzzStore) != nil {
+			return
+		}
+		if _, err := drv.Path(fuzzStore, "x", d); err != nil {
+			t.Fatalf("valid derivation %q has no .drv path: %v", in, err)
+		}
+		lookup := func(storepath.Path) (nixhash.Hash, error) { return nixhash.Sum(nixhash.SHA256, nil), nil }
+		_ = drv.Check(fuzzStore, "x", d, lookup)
 	})
 }
