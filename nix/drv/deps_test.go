@@ -2,8 +2,6 @@ package drv_test
 
 import (
 	"os/exec"
-	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 )
@@ -12,7 +10,10 @@ import (
 // out of nix/drv, which the root monitor links: it must check derivations by
 // printing, never by parsing (DESIGN.md).
 func TestNoParserLinked(t *testing.T) {
-	goTool := filepath.Join(runtime.GOROOT(), "bin", "go")
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatalf("the go tool is needed to list dependencies: %v", err)
+	}
 	out, err := exec.Command(goTool, "list", "-deps", "privnix/nix/drv").CombinedOutput()
 	if err != nil {
 		t.Fatalf("go list -deps: %v\n%s", err, out)
