@@ -19,13 +19,17 @@ type Limits struct {
 // DefaultLimits fit every real derivation seen (nixpkgs' largest are a few MiB).
 var DefaultLimits = Limits{MaxSize: 32 << 20, MaxItems: 1 << 20}
 
-// Error is a refused ATerm: what was wrong and at which byte offset.
+// Error is a refused ATerm: what was wrong and at which byte offset, or
+// Offset -1 when the whole input is at fault (size, canonical order).
 type Error struct {
 	Offset int
 	Msg    string
 }
 
 func (e *Error) Error() string {
+	if e.Offset < 0 {
+		return "derivation ATerm refused: " + e.Msg
+	}
 	return fmt.Sprintf("derivation ATerm refused at byte %d: %s", e.Offset, e.Msg)
 }
 
@@ -43,7 +47,7 @@ func Parse(b []byte) (*drv.Derivation, error) {
 // result gives b back byte for byte.
 func ParseLimits(b []byte, lim Limits) (*drv.Derivation, error) {
 	if len(b) > lim.MaxSize {
-		return nil, &Error{0, fmt.Sprintf("%d bytes is more than the limit of %d", len(b), lim.MaxSize)}
+		return nil, &Error{-1, fmt.Sprintf("%d bytes is more than the limit of %d", len(b), lim.MaxSize)}
 	}
 	p := &parser{b: b, lim: lim}
 	d, err := p.derivation()
@@ -54,7 +58,7 @@ func ParseLimits(b []byte, lim Limits) (*drv.Derivation, error) {
 		return nil, p.fail("%d trailing bytes after the derivation", len(b)-p.pos)
 	}
 	if err := d.Canonical(); err != nil {
-		return nil, &Error{0, err.Error()}
+		return nil, &Error{-1, err.Error()}
 	}
 	return d, nil
 }
