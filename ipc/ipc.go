@@ -269,7 +269,7 @@ func (c *Conn) Recv() (msg.Message, []*os.File, error) {
 		closeFds(fds)
 		return nil, nil, fmt.Errorf("%w: frame larger than %d bytes", ErrViolation, len(c.recvBuf))
 	}
-	m, err := c.decodeFrame(c.recvBuf[:n], len(fds))
+	m, err := decodeFrame(c.recvBuf[:n], len(fds), c.getStoreDir())
 	if err != nil {
 		closeFds(fds)
 		return nil, nil, err
@@ -284,16 +284,8 @@ func (c *Conn) Recv() (msg.Message, []*os.File, error) {
 	return m, files, nil
 }
 
-// decodeFrame decodes one frame carrying nfds fds. Every error wraps
-// ErrViolation.
-func (c *Conn) decodeFrame(frame []byte, nfds int) (msg.Message, error) {
-	var dir string
-	if c != nil {
-		dir = c.getStoreDir()
-	}
-	return decodeFrame(frame, nfds, dir)
-}
-
+// decodeFrame decodes one frame that came with nfds fds and checks its store
+// paths against storeDir (if not empty). Every error wraps ErrViolation.
 func decodeFrame(frame []byte, nfds int, storeDir string) (msg.Message, error) {
 	if len(frame) < headerLen {
 		return nil, fmt.Errorf("%w: frame of %d bytes", ErrViolation, len(frame))

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -350,4 +351,41 @@ func BenchmarkRoundTrip(b *testing.B) {
 	}
 	client.Close()
 	<-done
+}
+
+// TestConcurrentSenders: sends from several goroutines are serialised and
+// every frame arrives whole, while another goroutine receives.
+func TestConcurrentSenders(t *testing.T) {
+	a, b := pair(t)
+	const senders, each = 4, 200
+	errs := make(chan error, senders)
+	for s := 0; s < senders; s++ {
+		go func() {
+			for i := 0; i < each; i++ {
+				m := &msg.Log{Level: uint64(s), Msg: strings.Repeat("x", i)}
+				if err := a.Send(m); err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	counts := make([]int, senders)
+	for n := 0; n < senders*each; n++ {
+		m, _, err := b.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		l := m.(*msg.Log)
+		if len(l.Msg) != counts[l.Level] {
+			t.Fatalf("sender %d: message %d has length %d", l.Level, counts[l.Level], len(l.Msg))
+		}
+		counts[l.Level]++
+	}
+	for s := 0; s < senders; s++ {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
 }
