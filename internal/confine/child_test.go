@@ -170,6 +170,10 @@ func runChild(spec string) {
 		p["create_in_staging_by_path"] = errString(tryOpen(filepath.Join(cfg.Staging, "by-path"), unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL))
 	case "load":
 		res.Load = runLoad(time.Duration(cfg.Seconds * float64(time.Second)))
+	case "x32":
+		// Must not return: the filter kills the whole process.
+		_, _, e := unix.RawSyscall(unix.SYS_GETPID|x32SyscallBitForTest, 0, 0, 0)
+		p["x32_getpid"] = errString(errnoOrNil(e))
 	}
 }
 
@@ -372,17 +376,25 @@ func runLoad(d time.Duration) map[string]int64 {
 			}
 		}
 	}()
+	var lost atomic.Int64
 	wg.Add(1)
-	go func() {
+	go func() { // each signal sent to ourselves must arrive before the next is sent
 		defer wg.Done()
 		for {
 			select {
 			case <-stop:
 				return
-			case <-time.After(50 * time.Millisecond):
-				_ = syscall.Kill(os.Getpid(), syscall.SIGUSR1)
+			default:
+			}
+			if err := syscall.Kill(os.Getpid(), syscall.SIGUSR1); err != nil {
+				lost.Add(1)
+				continue
+			}
+			select {
 			case <-sigc:
 				sigs.Add(1)
+			case <-time.After(2 * time.Second):
+				lost.Add(1)
 			}
 		}
 	}()
@@ -400,6 +412,7 @@ func runLoad(d time.Duration) map[string]int64 {
 	out["allocs"] = allocs.Load()
 	out["ticks"] = ticks.Load()
 	out["signals"] = sigs.Load()
+	out["signals_lost"] = lost.Load()
 	out["spin_done"] = 1
 	_ = spins.Load()
 	out["threads"] = int64(countThreads())

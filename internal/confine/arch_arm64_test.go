@@ -1,0 +1,3 @@
+package confine
+
+const x32SyscallBitForTest = 0
