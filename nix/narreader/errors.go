@@ -16,7 +16,7 @@ var (
 	ErrExecutableValue         = errors.New("executable marker with a value")
 	ErrExecutableAfterContents = errors.New("executable marker after contents")
 	ErrEmptyName               = errors.New("empty entry name")
-	ErrDotName                 = errors.New("entry name . or ..")
+	ErrDotName                 = errors.New(`entry name "." or ".."`)
 	ErrSlashName               = errors.New("entry name contains '/'")
 	ErrNULName                 = errors.New("entry name contains NUL")
 	ErrNameTooLong             = errors.New("entry name too long")
