@@ -95,8 +95,8 @@ func TestKeyVerifiesNixSignatures(t *testing.T) {
 		t.Fatalf("path-info: %+v", info)
 	}
 	sig := info.Signatures[0]
-	explicit := append([]string{"--nar-hash", info.NarHash, "--nar-size", strconv.FormatUint(info.NarSize, 10)}, info.refArgs()...)
-	e.must("privnix", append(append([]string{"key", "verify", "--public-key", pk, "--sig", sig, top}, explicit...))...)
+	explicit := []string{"--nar-hash", info.NarHash, "--nar-size", strconv.FormatUint(info.NarSize, 10)}
+	e.must("privnix", append(append([]string{"key", "verify", "--public-key", pk, "--sig", sig, top}, explicit...), info.refArgs()...)...)
 	// Without --nar-hash/--nar-size they are computed from the path on disk.
 	e.must("privnix", append([]string{"key", "verify", "--public-key", pk, "--sig", sig, top}, info.refArgs()...)...)
 	ours := strings.TrimSpace(e.must("privnix", append([]string{"key", "sign", "--key-file", skFile, top}, info.refArgs()...)...))
@@ -106,8 +106,8 @@ func TestKeyVerifiesNixSignatures(t *testing.T) {
 	_, other, _ := narinfo.GenerateKey("nix-made-1")
 	e.refuse("privnix", append([]string{"key", "verify", "--public-key", other.String(), "--sig", sig, top}, info.refArgs()...)...)
 	e.refuse("privnix", "key", "verify", "--public-key", pk, "--sig", sig, top) // references left out
-	e.refuse("privnix", append(append([]string{"key", "verify", "--public-key", pk, "--sig", sig, top,
-		"--nar-hash", info.NarHash, "--nar-size", strconv.FormatUint(info.NarSize+1, 10)}), info.refArgs()...)...)
+	e.refuse("privnix", append([]string{"key", "verify", "--public-key", pk, "--sig", sig, top,
+		"--nar-hash", info.NarHash, "--nar-size", strconv.FormatUint(info.NarSize+1, 10)}, info.refArgs()...)...)
 }
 
 // TestKeySignaturesVerifyInNix signs with privnix key and has
