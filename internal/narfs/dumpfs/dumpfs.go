@@ -1,5 +1,5 @@
-// Package narfs converts between file trees and NARs through directory file descriptors, never following symlinks.
-package narfs
+// Package dumpfs serialises file trees as NARs through directory file descriptors, never following symlinks; it contains no NAR reader, so the monitor can link it.
+package dumpfs
 
 import (
 	"errors"
@@ -14,7 +14,7 @@ import (
 	"privnix/nix/nar"
 )
 
-// MaxDepth is the deepest directory nesting Dump and Restore accept.
+// MaxDepth is the deepest directory nesting Dump accepts.
 const MaxDepth = 1024
 
 // Errors that say why a tree was refused.
@@ -27,7 +27,9 @@ var (
 // resolveFlags keep every lookup beneath the starting directory and refuse all symlinks.
 const resolveFlags = unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS
 
-func openBeneath(dirfd int, name string, flags int) (int, error) {
+// OpenBeneath opens name beneath dirfd with flags|O_NOFOLLOW|O_CLOEXEC, refusing
+// to leave dirfd or to follow any symlink or magic link.
+func OpenBeneath(dirfd int, name string, flags int) (int, error) {
 	how := unix.OpenHow{Flags: uint64(flags | unix.O_NOFOLLOW | unix.O_CLOEXEC), Resolve: resolveFlags}
 	for {
 		fd, err := unix.Openat2(dirfd, name, &how)
@@ -76,7 +78,7 @@ func DumpPath(w io.Writer, path string) error {
 	dir, name := splitPath(path)
 	fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return fmt.Errorf("narfs: opening %s: %w", dir, err)
+		return fmt.Errorf("dumpfs: opening %s: %w", dir, err)
 	}
 	defer unix.Close(fd)
 	return Dump(w, fd, name)
@@ -103,7 +105,7 @@ func (d *dumper) step() error {
 	name := top.names[top.next]
 	top.next++
 	if err := d.w.Entry(name); err != nil {
-		return fmt.Errorf("narfs: %s: %w", d.path(name), err)
+		return fmt.Errorf("dumpfs: %s: %w", d.path(name), err)
 	}
 	return d.node(top.fd, name)
 }
@@ -129,14 +131,14 @@ func (d *dumper) path(name string) string {
 
 // node writes the object `name` beneath parent, pushing a level for a directory.
 func (d *dumper) node(parent int, name string) error {
-	pfd, err := openBeneath(parent, name, unix.O_PATH)
+	pfd, err := OpenBeneath(parent, name, unix.O_PATH)
 	if err != nil {
-		return fmt.Errorf("narfs: opening %s: %w", d.path(name), err)
+		return fmt.Errorf("dumpfs: opening %s: %w", d.path(name), err)
 	}
 	var st unix.Stat_t
 	if err := unix.Fstat(pfd, &st); err != nil {
 		unix.Close(pfd)
-		return fmt.Errorf("narfs: stat %s: %w", d.path(name), err)
+		return fmt.Errorf("dumpfs: stat %s: %w", d.path(name), err)
 	}
 	switch st.Mode & unix.S_IFMT {
 	case unix.S_IFLNK:
@@ -150,7 +152,7 @@ func (d *dumper) node(parent int, name string) error {
 		return d.dir(pfd, name)
 	}
 	unix.Close(pfd)
-	return fmt.Errorf("narfs: file %s refused: %w (%s)", d.path(name), ErrUnsupportedType, typeName(st.Mode))
+	return fmt.Errorf("dumpfs: file %s refused: %w (%s)", d.path(name), ErrUnsupportedType, typeName(st.Mode))
 }
 
 func typeName(mode uint32) string {
@@ -170,10 +172,10 @@ func typeName(mode uint32) string {
 func (d *dumper) symlink(pfd int, name string) error {
 	target, err := readlinkFD(pfd)
 	if err != nil {
-		return fmt.Errorf("narfs: readlink %s: %w", d.path(name), err)
+		return fmt.Errorf("dumpfs: readlink %s: %w", d.path(name), err)
 	}
 	if err := d.w.Symlink(target); err != nil {
-		return fmt.Errorf("narfs: %s: %w", d.path(name), err)
+		return fmt.Errorf("dumpfs: %s: %w", d.path(name), err)
 	}
 	return nil
 }
@@ -198,21 +200,21 @@ func readlinkFD(fd int) (string, error) {
 // file copies a regular file; it reopens the name for reading and checks
 // that it is still the inode that was typed.
 func (d *dumper) file(parent int, name string, want *unix.Stat_t) error {
-	fd, err := openBeneath(parent, name, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_NOCTTY)
+	fd, err := OpenBeneath(parent, name, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_NOCTTY)
 	if err != nil {
-		return fmt.Errorf("narfs: opening %s: %w", d.path(name), err)
+		return fmt.Errorf("dumpfs: opening %s: %w", d.path(name), err)
 	}
 	defer unix.Close(fd)
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
-		return fmt.Errorf("narfs: stat %s: %w", d.path(name), err)
+		return fmt.Errorf("dumpfs: stat %s: %w", d.path(name), err)
 	}
 	if st.Dev != want.Dev || st.Ino != want.Ino || st.Mode&unix.S_IFMT != unix.S_IFREG {
-		return fmt.Errorf("narfs: %s refused: %w (replaced while dumping)", d.path(name), ErrChanged)
+		return fmt.Errorf("dumpfs: %s refused: %w (replaced while dumping)", d.path(name), ErrChanged)
 	}
 	exec := st.Mode&unix.S_IXUSR != 0
 	if err := d.w.File(exec, uint64(st.Size), fdReader(fd)); err != nil {
-		return fmt.Errorf("narfs: %s: %w", d.path(name), err)
+		return fmt.Errorf("dumpfs: %s: %w", d.path(name), err)
 	}
 	return nil
 }
@@ -220,20 +222,20 @@ func (d *dumper) file(parent int, name string, want *unix.Stat_t) error {
 // dir opens the directory behind the O_PATH fd, lists it and pushes a level.
 func (d *dumper) dir(pfd int, name string) error {
 	if len(d.stack) >= MaxDepth {
-		return fmt.Errorf("narfs: %s refused: %w (more than %d levels)", d.path(name), ErrTooDeep, MaxDepth)
+		return fmt.Errorf("dumpfs: %s refused: %w (more than %d levels)", d.path(name), ErrTooDeep, MaxDepth)
 	}
 	fd, err := unix.Openat(pfd, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return fmt.Errorf("narfs: opening directory %s: %w", d.path(name), err)
+		return fmt.Errorf("dumpfs: opening directory %s: %w", d.path(name), err)
 	}
 	names, err := d.list(fd)
 	if err != nil {
 		unix.Close(fd)
-		return fmt.Errorf("narfs: listing %s: %w", d.path(name), err)
+		return fmt.Errorf("dumpfs: listing %s: %w", d.path(name), err)
 	}
 	if err := d.w.StartDir(); err != nil {
 		unix.Close(fd)
-		return fmt.Errorf("narfs: %s: %w", d.path(name), err)
+		return fmt.Errorf("dumpfs: %s: %w", d.path(name), err)
 	}
 	d.stack = append(d.stack, dumpLevel{fd: fd, name: name, names: names})
 	return nil
