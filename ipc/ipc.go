@@ -32,6 +32,15 @@ const MaxFds = msg.MaxFds
 // headerLen is the size of the kind in front of every body.
 const headerLen = 2
 
+// recvBufLen is one byte more than the largest valid frame, so that an
+// oversized frame is seen even where MSG_TRUNC would not be set.
+const recvBufLen = headerLen + MaxFrame + 1
+
+// keepSendBuf is the largest send buffer a Conn keeps between sends.
+const keepSendBuf = 8 << 10
+
+var recvBufs = sync.Pool{New: func() any { b := make([]byte, recvBufLen); return &b }}
+
 var (
 	// ErrViolation is wrapped by every receive error caused by the peer: the
 	// caller kills the peer and closes the channel.
@@ -62,12 +71,12 @@ type Conn struct {
 	rc syscall.RawConn
 
 	sendMu sync.Mutex // guards sendBuf and the sendmsg call
-	// sendBuf is reused between sends; guarded by sendMu.
+	// sendBuf is reused between sends if small; guarded by sendMu.
 	sendBuf []byte
 
-	// recvBuf and oob belong to the one receiver.
-	recvBuf []byte
-	oob     []byte
+	// oob belongs to the one receiver. The frame buffer comes from
+	// recvBufs only once data is ready, so idle channels hold none.
+	oob []byte
 
 	dirMu    sync.RWMutex
 	storeDir string // if set, every StorePath sent or received must lie in it
@@ -102,9 +111,8 @@ func NewConn(f *os.File) (*Conn, error) {
 		return nil, fmt.Errorf("ipc: %w", err)
 	}
 	return &Conn{
-		uc:      uc,
-		rc:      rc,
-		recvBuf: make([]byte, headerLen+MaxFrame+1),
+		uc: uc,
+		rc: rc,
 		// Room for more fds than allowed, so that a peer sending a few too
 		// many is seen as a wrong count, not as a truncated control message.
 		oob: make([]byte, unix.CmsgSpace(4*(MaxFds+4))),
@@ -194,7 +202,7 @@ func (c *Conn) send(m msg.Message, files []*os.File, wait bool) error {
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
-	if cap(buf) <= 2*(headerLen+MaxFrame) {
+	if cap(buf) <= keepSendBuf {
 		c.sendBuf = buf // keep for the next send
 	}
 	if len(buf)-headerLen > MaxFrame {
@@ -204,6 +212,9 @@ func (c *Conn) send(m msg.Message, files []*os.File, wait bool) error {
 	if len(files) > 0 {
 		fds := make([]int, len(files))
 		for i, f := range files {
+			if f == nil {
+				return fmt.Errorf("%w: %s: file %d is nil", ErrInvalid, spec.Name, i)
+			}
 			fds[i] = int(f.Fd())
 		}
 		oob = unix.UnixRights(fds...)
@@ -238,11 +249,25 @@ func (c *Conn) Recv() (msg.Message, []*os.File, error) {
 	var (
 		n, oobn, rflags int
 		rerr            error
+		bufp            *[]byte
 	)
 	err := c.rc.Read(func(fd uintptr) bool {
-		n, oobn, rflags, _, rerr = unix.Recvmsg(int(fd), c.recvBuf, c.oob, unix.MSG_CMSG_CLOEXEC)
-		return rerr != unix.EAGAIN
+		if bufp == nil {
+			bufp = recvBufs.Get().(*[]byte)
+		}
+		n, oobn, rflags, _, rerr = unix.Recvmsg(int(fd), *bufp, c.oob, unix.MSG_CMSG_CLOEXEC)
+		if rerr == unix.EAGAIN {
+			recvBufs.Put(bufp)
+			bufp = nil
+			return false // wait for readability
+		}
+		return true
 	})
+	if bufp != nil {
+		// Decoded messages never alias the buffer (msgpack copies strings
+		// and bytes out).
+		defer recvBufs.Put(bufp)
+	}
 	if err == nil {
 		err = rerr
 	}
@@ -267,9 +292,9 @@ func (c *Conn) Recv() (msg.Message, []*os.File, error) {
 	}
 	if rflags&unix.MSG_TRUNC != 0 {
 		closeFds(fds)
-		return nil, nil, fmt.Errorf("%w: frame larger than %d bytes", ErrViolation, len(c.recvBuf))
+		return nil, nil, fmt.Errorf("%w: frame larger than %d bytes", ErrViolation, recvBufLen)
 	}
-	m, err := decodeFrame(c.recvBuf[:n], len(fds), c.getStoreDir())
+	m, err := decodeFrame((*bufp)[:n], len(fds), c.getStoreDir())
 	if err != nil {
 		closeFds(fds)
 		return nil, nil, err

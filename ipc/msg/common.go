@@ -45,6 +45,15 @@ func (m Error) Validate() error {
 }
 func (m *Error) Error() string { return m.Message }
 
+// Errorf returns an Error of the given class, its message cut to MaxText.
+func Errorf(class uint64, format string, args ...any) *Error {
+	s := fmt.Sprintf(format, args...)
+	if len(s) > MaxText {
+		s = s[:MaxText]
+	}
+	return &Error{Class: class, Message: s}
+}
+
 // OK is the empty answer.
 type OK struct {
 	_msgpack struct{} `msgpack:",as_array"`

@@ -10,6 +10,7 @@
 // can never be read as a request. Kinds are grouped by channel:
 //
 //	0x0000–0x00ff  common: Error, OK, Hello, HelloOK          (common.go)
+//	               frontend binding: Session                  (session.go)
 //	0x0100–0x01ff  log channel: Log                            (log.go)
 //	0x0200–0x02ff  frontend ↔ monitor                          (frontend.go)
 //	0x0300–0x03ff  storeproc ↔ monitor                         (reserved)
@@ -44,19 +45,33 @@
 //
 //	row[AddSignatures](0),
 //
-// TestRoundTrip then requires a sample of the new kind in its table, which is
-// how a forgotten validator or an unbounded field is caught.
+// A new channel gets its own file (sequence diagram, Kind block, structs,
+// table), its table listed in channels (msg.go), and the line
+// "//lint:file-ignore U1000 ..." above its package clause, because staticcheck
+// cannot see that msgpack reads the _msgpack fields.
+//
+// TestSamplesCover (here) and TestRoundTripEveryKind (package ipc) then
+// require a sample of the new kind, and TestRegistry refuses field types that
+// are not allowed (maps, floats, interfaces, unbounded slices, structs that
+// are not as_array).
 //
 // # Decoding rules (see docs/style-anchors.md §7.4)
 //
-// Decode checks, in this order and before allocating anything that the
+// Decode checks, in this order and before the decoder allocates anything the
 // frame's bytes did not pay for: the kind is registered; the body is at most
-// MaxBody bytes; the body is exactly one well-formed msgpack array holding
-// only nil, bool, integers, strings, binaries and arrays (no maps, floats or
-// extensions; every length fits in the bytes that remain; nesting ≤ 8); the
-// strict decode into the kind's struct (as_array: arity must match, unknown
-// fields refused, lists refuse counts above their maximum or above the bytes
-// left); no trailing bytes; Validate. Any failure is a protocol violation.
+// MaxBody bytes; checkShape walks the body along the kind's Go type (a struct
+// must be an array of exactly its field count — msgpack/v5 would accept an
+// empty array as the zero struct —, a string a str, a bool a bool, an integer
+// an integer code whose value fits the field's Go width — v5 narrows silently
+// and wraps -1 into a uint64 —, a list an array whose count fits in the bytes
+// left; maps, floats, extensions and interfaces are refused; nothing may
+// trail); then the strict decode (DisallowUnknownFields; lists refuse counts
+// above their maximum or above the bytes left); then Validate. Any failure is
+// a protocol violation.
+//
+// Integer fields are uint64 or int64 range-checked in Validate; a narrower
+// width (a named uint32 for a uid, say) is safe too, since checkShape refuses
+// values that do not fit it.
 //
 // Store paths are checked syntactically by Validate (absolute, clean store
 // directory, 32 nix32 characters, a valid name). Whether they lie in the

@@ -95,9 +95,11 @@ func checkType(t *testing.T, name string, typ reflect.Type) {
 			t.Errorf("%s: slice %s has no bounded decoder", name, typ)
 		}
 		checkType(t, name+"[]", typ.Elem())
-	case reflect.String, reflect.Bool, reflect.Uint64, reflect.Int64:
+	case reflect.String, reflect.Bool,
+		reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64,
+		reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
 	default:
-		t.Errorf("%s: field type %s not allowed (use uint64/int64, string, bool, bounded lists)", name, typ)
+		t.Errorf("%s: field type %s not allowed (use integers, string, bool, as_array structs, bounded lists)", name, typ)
 	}
 }
 
@@ -328,4 +330,16 @@ func TestHugeListAllocation(t *testing.T) {
 		var s Strings
 		return msgpack.NewDecoder(io.MultiReader(bytes.NewReader(raw(0x91, 0xa0)))).Decode(&s)
 	})
+}
+
+func TestErrorf(t *testing.T) {
+	e := Errorf(ClassPolicy, "path %q: %s", "x", strings.Repeat("y", 2*MaxText))
+	if e.Validate() != nil || len(e.Message) != MaxText || !strings.HasPrefix(e.Error(), `path "x": yy`) {
+		t.Errorf("Errorf gave %d bytes, %v", len(e.Message), e.Validate())
+	}
+	var err error = e
+	var me *Error
+	if !errors.As(err, &me) || me.Class != ClassPolicy {
+		t.Error("errors.As(*Error) failed")
+	}
 }
