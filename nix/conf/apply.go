@@ -47,16 +47,38 @@ func appendable(p any) bool {
 
 func (s *Settings) applyOther(name, value string) error {
 	if c, ok := Canonical(name); ok && index[c] == nil {
+		if err := checkOther(c, value); err != nil {
+			return err
+		}
 		s.setOther(c, value, false)
 		return nil
 	}
 	if base, ok := strings.CutPrefix(name, "extra-"); ok {
-		if c, ok := Canonical(base); ok && otherSettings[c] {
+		if c, ok := Canonical(base); ok && otherSettings[c] == otherList {
 			s.setOther(c, value, true)
 			return nil
 		}
 	}
 	return fmt.Errorf("%w '%s'", ErrUnknownSetting, name)
+}
+
+// checkOther checks the value of an unmodelled setting as Nix would.
+func checkOther(name, value string) error {
+	var err error
+	switch otherSettings[name] {
+	case otherBool:
+		var b bool
+		err = parseBool(name, value, &b)
+	case otherUint64:
+		if _, e := parseUint(value, 64); e != nil {
+			err = invalid(name, value)
+		}
+	case otherUint32:
+		if _, e := parseUint(value, 32); e != nil {
+			err = invalid(name, value)
+		}
+	}
+	return err
 }
 
 func (s *Settings) setOther(name, value string, appendTo bool) {

@@ -279,3 +279,22 @@ func TestCanonical(t *testing.T) {
 		t.Errorf("Names() = %v", n)
 	}
 }
+
+func TestApplyOther(t *testing.T) {
+	tests := []struct{ name, value, wantErr string }{
+		{"auto-optimise-store", "true", ""},
+		{"auto-optimise-store", "maybe", "Boolean setting 'auto-optimise-store' has invalid value 'maybe'"},
+		{"tarball-ttl", "4294967296", "setting 'tarball-ttl' has invalid value '4294967296'"},
+		{"http-connections", "-1", "setting 'http-connections' has invalid value '-1'"},
+		{"narinfo-cache-negative-ttl", "+5", ""},
+		{"sandbox-dev-shm-size", "1G", ""},
+		{"extra-nix-path", "a=b", ""},
+		{"extra-store", "x", "unknown setting 'extra-store'"},
+	}
+	for _, tt := range tests {
+		err := Defaults(host).Apply(tt.name, tt.value)
+		if tt.wantErr == "" && err != nil || tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)) {
+			t.Errorf("Apply(%q, %q) = %v, want %q", tt.name, tt.value, err, tt.wantErr)
+		}
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"sort"
 	"strings"
 	"testing"
 )
@@ -48,6 +49,21 @@ func showConfig(t *testing.T, nix, text, included string) (map[string]string, bo
 	return out, err != nil, stderr.String()
 }
 
+// unknownNames extracts the setting names from "unknown setting" warnings,
+// leaving out privnix's own (which Nix does not know).
+func unknownNames(lines []string, marker string) string {
+	var names []string
+	for _, l := range lines {
+		if _, rest, ok := strings.Cut(l, marker); ok {
+			if name := strings.TrimSuffix(rest, "'"); !strings.HasPrefix(name, "privnix-") {
+				names = append(names, name)
+			}
+		}
+	}
+	sort.Strings(names) // Nix reports them in name order
+	return strings.Join(names, " ")
+}
+
 // TestAgainstNix checks that our reading of nix.conf gives the values Nix 2.8's
 // own `nix show-config` prints, for every Nix setting privnix models.
 func TestAgainstNix(t *testing.T) {
@@ -87,18 +103,26 @@ func TestAgainstNix(t *testing.T) {
 		{"bad line", "a=b\n", ""},
 		{"missing include", "include nope.conf\n", ""},
 		{"bad included line", "include b.conf\n", "bad line\n"},
+		{"bad other bool", "auto-optimise-store = maybe\n", ""},
+		{"bad other uint", "tarball-ttl = -1\n", ""},
+		{"bad other uint64", "http-connections = x\n", ""},
+		{"unknown names", "ssl-cert-file = x\nbuild-keep-failed = 1\nextra-auto-optimise-store = true\n" +
+			"extra-allowed-uris = a\nhttp-connections = 5\nbuild-keep-log = false\nprivnix-frontend-pool = 3\n", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			want, nixFailed, nixErr := showConfig(t, nix, tt.text, tt.included)
 			etc := "/x/etc"
 			files := map[string]string{etc + "/nix.conf": tt.text, etc + "/b.conf": tt.included}
-			got, _, err := Load(etc+"/nix.conf", memFS(files), h)
+			got, warns, err := Load(etc+"/nix.conf", memFS(files), h)
 			if nixFailed != (err != nil) {
 				t.Fatalf("nix failed=%v (%s); we: %v", nixFailed, strings.TrimSpace(nixErr), err)
 			}
 			if err != nil {
 				return
+			}
+			if w, n := unknownNames(warns, ": unknown setting '"), unknownNames(strings.Split(nixErr, "\n"), "warning: unknown setting '"); w != n {
+				t.Errorf("unknown settings: we warn about [%s], nix about [%s]", w, n)
 			}
 			for _, name := range Names() {
 				if strings.HasPrefix(name, "privnix-") || name == "builders" || name == "experimental-features" {

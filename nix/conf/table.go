@@ -59,31 +59,46 @@ var table = []setting{
 	{"privnix-frontend-pool", nil, func(s *Settings) any { return &s.FrontendPool }},
 }
 
-// otherSettings are the remaining settings of Nix 2.8.0 (from `nix show-config`)
-// and their aliases. privnix keeps their raw values in Settings.Other and does
-// not warn about them. true marks list settings, which accept an extra- prefix.
-var otherSettings = map[string]bool{
-	"accept-flake-config": false, "access-tokens": true, "allow-dirty": false,
-	"allow-import-from-derivation": false, "allow-new-privileges": false,
-	"allow-symlinked-store": false, "allow-unsafe-native-code-during-evaluation": false,
-	"allowed-impure-host-deps": true, "allowed-uris": true, "auto-optimise-store": false,
-	"bash-prompt": false, "bash-prompt-suffix": false, "build-hook": false,
-	"builders-use-substitutes": false, "commit-lockfile-summary": false,
-	"compress-build-log": false, "diff-hook": false, "download-attempts": false,
-	"enforce-determinism": false, "eval-cache": false, "filter-syscalls": false,
-	"flake-registry": false, "fsync-metadata": false, "hashed-mirrors": true,
-	"http-connections": false, "http2": false, "ignored-acls": true,
-	"impersonate-linux-26": false, "keep-build-log": false, "keep-env-derivations": false,
-	"min-free-check-interval": false, "nar-buffer-size": false,
-	"narinfo-cache-negative-ttl": false, "narinfo-cache-positive-ttl": false,
-	"netrc-file": false, "nix-path": true, "plugin-files": true, "post-build-hook": false,
-	"pre-build-hook": false, "preallocate-contents": false, "print-missing": false,
-	"pure-eval": false, "restrict-eval": false, "run-diff-hook": false,
-	"sandbox-build-dir": false, "sandbox-dev-shm-size": false, "show-trace": false,
-	"stalled-download-timeout": false, "store": false, "sync-before-registering": false,
-	"tarball-ttl": false, "trace-function-calls": false, "use-case-hack": false,
-	"use-registries": false, "use-sqlite-wal": false, "user-agent-suffix": false,
-	"warn-dirty": false, "ssl-cert-file": false,
+// otherKind is how an unmodelled setting's value is checked.
+type otherKind uint8
+
+const (
+	otherString otherKind = iota
+	otherBool
+	otherUint64
+	otherUint32
+	otherList // accepts an extra- prefix
+)
+
+// otherSettings are the remaining settings of Nix 2.8.0 (from `nix show-config`),
+// with their value types. privnix checks their values as Nix does, keeps them in
+// Settings.Other and does not warn about them.
+var otherSettings = map[string]otherKind{
+	"accept-flake-config": otherBool, "allow-dirty": otherBool,
+	"allow-import-from-derivation": otherBool, "allow-new-privileges": otherBool,
+	"allow-symlinked-store": otherBool, "allow-unsafe-native-code-during-evaluation": otherBool,
+	"auto-optimise-store": otherBool, "builders-use-substitutes": otherBool,
+	"compress-build-log": otherBool, "enforce-determinism": otherBool, "eval-cache": otherBool,
+	"filter-syscalls": otherBool, "fsync-metadata": otherBool, "http2": otherBool,
+	"impersonate-linux-26": otherBool, "keep-build-log": otherBool, "keep-env-derivations": otherBool,
+	"preallocate-contents": otherBool, "print-missing": otherBool, "pure-eval": otherBool,
+	"restrict-eval": otherBool, "run-diff-hook": otherBool, "show-trace": otherBool,
+	"sync-before-registering": otherBool, "trace-function-calls": otherBool,
+	"use-case-hack": otherBool, "use-registries": otherBool, "use-sqlite-wal": otherBool,
+	"warn-dirty":        otherBool,
+	"download-attempts": otherUint64, "http-connections": otherUint64,
+	"min-free-check-interval": otherUint64, "nar-buffer-size": otherUint64,
+	"narinfo-cache-negative-ttl": otherUint64, "narinfo-cache-positive-ttl": otherUint64,
+	"stalled-download-timeout": otherUint64,
+	"tarball-ttl":              otherUint32,
+	"access-tokens":            otherList, "allowed-impure-host-deps": otherList, "allowed-uris": otherList,
+	"hashed-mirrors": otherList, "ignored-acls": otherList, "nix-path": otherList,
+	"plugin-files": otherList,
+	"bash-prompt":  otherString, "bash-prompt-suffix": otherString, "build-hook": otherString,
+	"commit-lockfile-summary": otherString, "diff-hook": otherString, "flake-registry": otherString,
+	"netrc-file": otherString, "post-build-hook": otherString, "pre-build-hook": otherString,
+	"sandbox-build-dir": otherString, "sandbox-dev-shm-size": otherString,
+	"store": otherString, "user-agent-suffix": otherString,
 }
 
 // otherAliases maps old names of unmodelled settings to their canonical names.
