@@ -1,6 +1,3 @@
-// Package confine is how an unprivileged privnix child locks itself down right
-// after it starts: identity checks, no_new_privs, non-dumpable, no core
-// dumps, Landlock on every thread, then a seccomp allow-list on every thread.
 package confine
 
 import (
@@ -113,7 +110,10 @@ func Apply(p Profile, opts Options) error {
 	//    that restricts itself, and nothing exec'd could gain privileges.
 	if _, _, e := syscall.AllThreadsSyscall(unix.SYS_PRCTL, unix.PR_SET_NO_NEW_PRIVS, 1, 0); e != 0 {
 		if e == unix.ENOTSUP {
-			return fmt.Errorf("confine %s: all-threads syscalls unavailable (cgo binary?): %w", p, ErrUnsupported)
+			// syscall.AllThreadsSyscall refuses in any binary that links
+			// runtime/cgo, which includes every binary importing net or
+			// os/user built with CGO_ENABLED=1 (the default where gcc exists).
+			return fmt.Errorf("confine %s: binary links cgo, so Landlock cannot reach every thread; build it with CGO_ENABLED=0 (or -tags netgo,osusergo): %w", p, ErrUnsupported)
 		}
 		return fmt.Errorf("confine %s: no_new_privs: %w", p, e)
 	}

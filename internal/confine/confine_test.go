@@ -111,6 +111,7 @@ const (
 	viaSpawn   spawnHow = iota // unprivileged uid, empty bounding set: the production path
 	plainStart                 // unprivileged uid, bounding set inherited (full)
 	asRoot                     // no Credential: uid 0
+	withGroups                 // like viaSpawn, plus a supplementary group
 )
 
 // runChildProc starts the test binary in child mode as uid in new PID, mount
@@ -153,7 +154,10 @@ func startChildProc(t *testing.T, how spawnHow, uid int, cfg childConfig) (stdou
 	if how != asRoot {
 		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: uint32(uid), Gid: uint32(uid), Groups: []uint32{}}
 	}
-	if how == viaSpawn {
+	if how == withGroups {
+		cmd.SysProcAttr.Credential.Groups = []uint32{100}
+	}
+	if how == viaSpawn || how == withGroups {
 		err = Spawn(cmd)
 	} else {
 		err = cmd.Start()
@@ -362,6 +366,7 @@ func TestRefusesPrivileged(t *testing.T) {
 	}{
 		{"root", asRoot, "uid [0 0 0 0]"},
 		{"bounding set", plainStart, "bounding set"},
+		{"groups", withGroups, "supplementary groups [100]"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			res := runChildProc(t, tc.how, testUID, childConfig{Mode: "status", Profile: Frontend, Opts: opts})

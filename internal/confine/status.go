@@ -37,7 +37,7 @@ func Status() (Report, error) {
 // monitor and tests can check another process.
 func ParseStatus(r io.Reader) (Report, error) {
 	var rep Report
-	seen := 0
+	seen := map[string]bool{}
 	sc := bufio.NewScanner(r)
 	for sc.Scan() {
 		key, val, ok := strings.Cut(sc.Text(), ":")
@@ -84,18 +84,25 @@ func ParseStatus(r io.Reader) (Report, error) {
 		if err != nil {
 			return Report{}, fmt.Errorf("status field %s: %w", key, err)
 		}
-		seen++
+		if seen[key] {
+			return Report{}, fmt.Errorf("status field %s repeated", key)
+		}
+		seen[key] = true
 	}
 	if err := sc.Err(); err != nil {
 		return Report{}, err
 	}
-	// Uid, Gid, Groups, five Cap lines, NoNewPrivs, Seccomp (Seccomp_filters
-	// is optional): a file missing any of these is not one we understand.
-	if seen < 10 {
-		return Report{}, fmt.Errorf("status: only %d of the expected fields found", seen)
+	// Seccomp_filters is optional (kernels before 5.9); a file missing any
+	// other of these is not one we understand.
+	for _, k := range requiredStatus {
+		if !seen[k] {
+			return Report{}, fmt.Errorf("status: no %s field", k)
+		}
 	}
 	return rep, nil
 }
+
+var requiredStatus = []string{"Uid", "Gid", "Groups", "CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs", "Seccomp"}
 
 func parseIDs(val string, out *[4]int) error {
 	f := strings.Fields(val)
