@@ -46,6 +46,9 @@ type childResult struct {
 	Probes      map[string]string // main thread: probe → "ok" or the error
 	OtherProbes map[string]string // the other thread
 	Load        map[string]int64  // load mode counters
+	// Threads created after Apply, each locked by its own goroutine while
+	// the others still hold theirs: tid → its probes.
+	NewThreads map[int]map[string]string
 }
 
 func errString(err error) string {
@@ -104,6 +107,19 @@ func runChild(spec string) {
 		cfg.Opts.WritableDirFDs = append(cfg.Opts.WritableDirFDs, fd)
 	}
 
+	if cfg.Mode == "dirfd" {
+		// Control: before Apply, the 0777 directory is writable through the fd.
+		res.Probes["control_before_apply"] = errString(tryOpenat(openDir, "control", unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL))
+	}
+	tidsBefore := map[int]bool{}
+	if ents, err := os.ReadDir("/proc/self/task"); err == nil {
+		for _, e := range ents {
+			var tid int
+			fmt.Sscan(e.Name(), &tid)
+			tidsBefore[tid] = true
+		}
+	}
+
 	runtime.LockOSThread()
 	start := time.Now()
 	err := Apply(cfg.Profile, cfg.Opts)
@@ -157,6 +173,7 @@ func runChild(spec string) {
 	switch cfg.Mode {
 	case "frontend", "storeproc":
 		probeForbidden(p, cfg)
+		res.NewThreads = probeNewThreads(tidsBefore)
 	}
 	switch cfg.Mode {
 	case "storeproc":
@@ -244,6 +261,44 @@ func probeForbidden(p map[string]string, cfg childConfig) {
 		defer unix.Close(dup)
 		return unix.Sendmsg(dup, []byte("hi"), nil, nil, 0)
 	}())
+}
+
+// probeNewThreads locks 8 goroutines to threads at the same time, which
+// makes the runtime create threads after Apply, and probes from each thread
+// that did not exist before.
+func probeNewThreads(before map[int]bool) map[int]map[string]string {
+	const n = 8
+	var mu sync.Mutex
+	out := map[int]map[string]string{}
+	var all, done sync.WaitGroup
+	all.Add(n)
+	done.Add(n)
+	for range n {
+		go func() {
+			defer done.Done()
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			all.Done()
+			all.Wait() // every goroutine holds its own thread now
+			tid := unix.Gettid()
+			if before[tid] {
+				return
+			}
+			p := map[string]string{}
+			if r, err := Status(); err != nil {
+				p["status"] = errString(err)
+			} else {
+				p["status"] = fmt.Sprintf("nnp=%v seccomp=%d", r.NoNewPrivs, r.Seccomp)
+			}
+			p["read_passwd"] = errString(tryRead("/etc/passwd"))
+			p["socket_unix"] = errString(trySocket())
+			mu.Lock()
+			out[tid] = p
+			mu.Unlock()
+		}()
+	}
+	done.Wait()
+	return out
 }
 
 func probeStoreProc(p map[string]string, cfg childConfig) {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -208,6 +209,23 @@ func checkConfined(t *testing.T, where string, r Report, uid int) {
 	}
 }
 
+// checkNewThreads: threads the runtime created after Apply inherited both
+// the seccomp filter and the Landlock domain.
+func checkNewThreads(t *testing.T, res childResult) {
+	t.Helper()
+	if len(res.NewThreads) == 0 {
+		t.Fatal("no thread was created after Apply; the probe proves nothing")
+	}
+	t.Logf("%d threads created after Apply probed", len(res.NewThreads))
+	for tid, p := range res.NewThreads {
+		wantProbes(t, fmt.Sprintf("thread %d created after Apply", tid), p, map[string]string{
+			"status":      "nnp=true seccomp=2",
+			"read_passwd": "EACCES",
+			"socket_unix": "EPERM",
+		})
+	}
+}
+
 // What both profiles must refuse or allow, on every thread.
 var commonWant = map[string]string{
 	"open_write_tmp":       "EPERM",  // seccomp: write flags on openat
@@ -260,6 +278,7 @@ func TestFrontend(t *testing.T) {
 	if g := res.Probes["os_exec"]; g == "ok" {
 		t.Errorf("os/exec of /bin/true succeeded")
 	}
+	checkNewThreads(t, res)
 	if _, err := os.Stat(filepath.Join(open, "o2")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("openat2 left a file behind: %v", err)
 	}
@@ -280,6 +299,7 @@ func TestStoreProc(t *testing.T) {
 	t.Logf("Apply took %d µs", res.ApplyMicros)
 	checkConfined(t, "main thread", res.Status, testStoreUID)
 	checkConfined(t, "other thread", res.Other, testStoreUID)
+	checkNewThreads(t, res)
 	storeCommon := map[string]string{}
 	for k, v := range commonWant {
 		storeCommon[k] = v
@@ -330,6 +350,7 @@ func TestLandlockDirFDNoExemption(t *testing.T) {
 		t.Fatalf("Apply: %s", res.ApplyErr)
 	}
 	wantProbes(t, "dirfd", res.Probes, map[string]string{
+		"control_before_apply":       "ok",
 		"create_via_preopened_dirfd": "EACCES",
 		"create_in_staging_by_path":  "ok",
 	})
