@@ -80,7 +80,7 @@ func Apply(p Profile, opts Options) error {
 	switch p {
 	case Frontend:
 		if len(opts.WritablePaths) > 0 || len(opts.WritableDirFDs) > 0 {
-			return fmt.Errorf("confine %s: a frontend writes nowhere by path: %w", p, ErrUnsupported)
+			return fmt.Errorf("confine %s: a frontend gets no writable paths or directory fds: %w", p, ErrUnsupported)
 		}
 		table = frontendRules
 	case StoreProc:
