@@ -109,7 +109,7 @@ func ParseContentAddressMethod(s string) (method, algo string, err error) {
 	case strings.HasPrefix(s, "fixed:"):
 		method, algo = "flat", s[len("fixed:"):]
 	default:
-		return "", "", fmt.Errorf("content-address method %q is not text: or fixed:", s)
+		return "", "", fmt.Errorf("content-address method %q is neither text nor fixed", s)
 	}
 	if !slices.Contains(hashAlgos, algo) {
 		return "", "", fmt.Errorf("content-address method %q: unknown hash algorithm %q", s, algo)

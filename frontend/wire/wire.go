@@ -55,11 +55,16 @@ const smallAlloc = 64 << 10
 
 // Reader decodes protocol values from a buffered stream.
 type Reader struct {
-	br *bufio.Reader
+	br     *bufio.Reader
+	budget int64 // bytes strings may still allocate; <0 = unlimited
 }
 
 // NewReader returns a Reader buffering r.
-func NewReader(r io.Reader) *Reader { return &Reader{br: bufio.NewReaderSize(r, 32<<10)} }
+func NewReader(r io.Reader) *Reader { return &Reader{br: bufio.NewReaderSize(r, 32<<10), budget: -1} }
+
+// SetBudget caps the total bytes that the strings read from now on may allocate
+// (one operation's arguments); n < 0 removes the cap.
+func (r *Reader) SetBudget(n int64) { r.budget = n }
 
 // Read reads raw bytes (framed payloads, inline NARs).
 func (r *Reader) Read(p []byte) (int, error) { return r.br.Read(p) }
@@ -102,6 +107,12 @@ func (r *Reader) Bytes(max int, what string) ([]byte, error) {
 	}
 	if n > uint64(max) {
 		return nil, protoErr("%s: string of %d bytes exceeds the limit of %d", what, n, max)
+	}
+	if r.budget >= 0 {
+		if int64(n) > r.budget {
+			return nil, protoErr("%s: the arguments exceed their total limit", what)
+		}
+		r.budget -= int64(n)
 	}
 	b, err := r.readN(int(n))
 	if err != nil {
