@@ -1,6 +1,10 @@
 package policy
 
-import "fmt"
+import (
+	"fmt"
+
+	"privnix/nix/conf"
+)
 
 // Request is what an operation's check needs to know about one request.
 type Request struct {
@@ -192,4 +196,16 @@ func CanImport(path string, trusted, contentAddressed, sigValid, requireSigs, do
 		return allow("trusted-public-keys", "the path is signed by a key in 'trusted-public-keys'")
 	}
 	return deny("require-sigs", fmt.Sprintf("cannot add path '%s' because it lacks a valid signature", path))
+}
+
+// Explain lists the decisions that apply when p runs op: the connection
+// check and, if p may connect, the operation's check with p's trust level.
+// It is what `privnix policy explain USER OP` prints.
+func Explain(p Peer, s *conf.Settings, daemonUID uint32, op string, r Request) []Decision {
+	allowed, trusted, d := Connect(p, s, daemonUID)
+	if !allowed {
+		return []Decision{d}
+	}
+	r.Trusted = trusted
+	return []Decision{d, CheckOp(op, r)}
 }

@@ -109,3 +109,29 @@ func TestCanImport(t *testing.T) {
 		}
 	}
 }
+
+func TestExplain(t *testing.T) {
+	s := settings(t, "allowed-users = alice bob", "trusted-users = @trusted")
+	tests := []struct {
+		peer  Peer
+		op    string
+		rules []string
+		allow []bool
+	}{
+		{carol, "IsValidPath", []string{"allowed-users"}, []bool{false}},
+		{alice, "AddSignatures", []string{"allowed-users", "trusted-users"}, []bool{true, false}},
+		{bob, "AddSignatures", []string{"trusted-users", "trusted-users"}, []bool{true, true}},
+		{bob, "CollectGarbage", []string{"trusted-users", "allowed-users"}, []bool{true, true}},
+	}
+	for _, tt := range tests {
+		ds := Explain(tt.peer, s, 0, tt.op, Request{Trusted: true /* overridden by the connection check */})
+		if len(ds) != len(tt.rules) {
+			t.Fatalf("Explain(%s, %s) = %+v", tt.peer.User, tt.op, ds)
+		}
+		for i, d := range ds {
+			if d.Rule != tt.rules[i] || d.Allow != tt.allow[i] {
+				t.Errorf("Explain(%s, %s)[%d] = %+v, want rule %s allow %v", tt.peer.User, tt.op, i, d, tt.rules[i], tt.allow[i])
+			}
+		}
+	}
+}

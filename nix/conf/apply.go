@@ -248,22 +248,7 @@ func (s *Settings) ApplyLines(lines []Line) (warnings []string, err error) {
 // returns Defaults(h) with it applied, plus warnings about unknown settings.
 // A missing file means "all defaults", as in Nix.
 func Load(file string, read ReadFunc, h Host) (*Settings, []string, error) {
-	s := Defaults(h)
-	lines, err := Parse(file, read)
-	if errors.Is(err, fs.ErrNotExist) {
-		return s, nil, nil
-	}
-	if err != nil {
-		return nil, nil, err
-	}
-	warnings, err := s.ApplyLines(lines)
-	if err != nil {
-		return nil, warnings, err
-	}
-	if err := s.Validate(); err != nil {
-		return nil, warnings, err
-	}
-	return s, warnings, nil
+	return LoadAll([]string{file}, read, h)
 }
 
 // Get renders a setting's current value as `nix show-config` prints it. name
@@ -303,4 +288,30 @@ func render(p any) string {
 		return p.String()
 	}
 	panic(fmt.Sprintf("conf: cannot render %T", p))
+}
+
+// LoadAll is Load over several files applied in order (e.g. nix.conf, then a
+// privnix-only file that Nix clients do not read, so they do not warn about
+// privnix's settings). Missing files are skipped.
+func LoadAll(files []string, read ReadFunc, h Host) (*Settings, []string, error) {
+	s := Defaults(h)
+	var warnings []string
+	for _, f := range files {
+		lines, err := Parse(f, read)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, warnings, err
+		}
+		w, err := s.ApplyLines(lines)
+		warnings = append(warnings, w...)
+		if err != nil {
+			return nil, warnings, err
+		}
+	}
+	if err := s.Validate(); err != nil {
+		return nil, warnings, err
+	}
+	return s, warnings, nil
 }

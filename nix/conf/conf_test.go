@@ -298,3 +298,22 @@ func TestApplyOther(t *testing.T) {
 		}
 	}
 }
+
+func TestLoadAll(t *testing.T) {
+	files := memFS(map[string]string{
+		"/etc/nix/nix.conf":     "max-jobs = 3\nsubstituters = a\n",
+		"/etc/nix/privnix.conf": "privnix-frontend-pool = 9\nextra-substituters = b\nnope = 1\n",
+	})
+	s, warns, err := LoadAll([]string{"/etc/nix/nix.conf", "/etc/nix/missing.conf", "/etc/nix/privnix.conf"}, files, host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.MaxJobs != 3 || s.FrontendPool != 9 || strings.Join(s.Substituters, " ") != "a b" ||
+		!reflect.DeepEqual(warns, []string{"/etc/nix/privnix.conf:3: unknown setting 'nope'"}) {
+		t.Errorf("got max-jobs %d pool %d substituters %v warnings %q", s.MaxJobs, s.FrontendPool, s.Substituters, warns)
+	}
+	if _, _, err := LoadAll([]string{"/etc/nix/nix.conf", "/etc/nix/bad.conf"},
+		memFS(map[string]string{"/etc/nix/nix.conf": "", "/etc/nix/bad.conf": "x"}), host); err == nil {
+		t.Errorf("a syntax error in the second file was not reported")
+	}
+}
