@@ -170,9 +170,6 @@ func (c *conn) readObsoleteHello() error {
 	return nil
 }
 
-// hasFeature reports whether a protocol feature was negotiated.
-func (c *conn) hasFeature(f string) bool { return slices.Contains(c.features, f) }
-
 // serveOne reads and answers one operation.
 func (c *conn) serveOne() error {
 	n, err := c.r.U64()

@@ -48,15 +48,6 @@ func (c *conn) path(what string) (string, error) {
 	return p, checkStorePath(c.sess.StoreDir, p)
 }
 
-// optPath reads a store path that may be "" (absent).
-func (c *conn) optPath(what string) (string, error) {
-	p, err := c.r.String(wire.MaxPathLen, what)
-	if err != nil || p == "" {
-		return p, err
-	}
-	return p, checkStorePath(c.sess.StoreDir, p)
-}
-
 // pathSet reads a set of store paths.
 func (c *conn) pathSet(what string) ([]string, error) {
 	ps, err := c.r.StringSet(wire.MaxCount, wire.MaxPathLen, what)
