@@ -26,6 +26,8 @@ const restoreBufSize = 1 << 20
 // which must not exist yet. name is a single path component. Nothing is ever
 // followed or overwritten: every object is created with O_EXCL, mkdirat or
 // symlinkat beneath a held directory fd. On error a partial tree may remain.
+// The reader reads exactly the archive in small reads: pass a buffered r
+// unless bytes after the archive belong to someone else.
 func Restore(r io.Reader, dirfd int, name string, lim narreader.Limits) error {
 	if err := nar.CheckName(name); err != nil {
 		return fmt.Errorf("narfs: restore target refused: %w", err)
