@@ -26,6 +26,9 @@ var (
 	ErrBusy     = errors.New("too many user database lookups in flight")
 )
 
+// maxCacheEntries bounds the cache; it is emptied when full.
+const maxCacheEntries = 4096
+
 // Options tunes a DB; zero fields take the defaults below.
 type Options struct {
 	TTL         time.Duration // how long an answer is reused (default 30 s)
@@ -207,6 +210,9 @@ func (db *DB) do(key string, f func() (any, error)) (any, error) {
 			ttl = db.opt.NegativeTTL
 		}
 		db.mu.Lock()
+		if len(db.cache) >= maxCacheEntries { // crude bound: start over rather than track age
+			db.cache = map[string]entry{}
+		}
 		db.cache[key] = entry{r.v, db.now().Add(ttl)}
 		db.mu.Unlock()
 		return r.v, nil

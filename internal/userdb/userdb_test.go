@@ -202,3 +202,18 @@ func sameSet(a, b []string) bool {
 	}
 	return true
 }
+
+func TestCacheBound(t *testing.T) {
+	db, calls, _ := fakeDB(Options{}, 0, nil)
+	for uid := uint32(100); uid < 100+maxCacheEntries+10; uid++ {
+		if _, err := db.LookupUID(uid); err != nil {
+			t.Fatal(err)
+		}
+	}
+	db.mu.Lock()
+	n := len(db.cache)
+	db.mu.Unlock()
+	if n > maxCacheEntries || int(calls.Load()) != maxCacheEntries+10 {
+		t.Errorf("cache holds %d entries after %d lookups; bound is %d", n, calls.Load(), maxCacheEntries)
+	}
+}
