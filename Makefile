@@ -1,7 +1,11 @@
 # privnix build, test and run targets. `make` builds every binary into bin/.
 GO      ?= go
 BIN     ?= $(CURDIR)/bin
-CMDS    := privnixd privnix-frontend privnix-storeproc privnix-build privnix
+CMDS    := $(notdir $(wildcard cmd/*))
+# The children confine themselves with syscall.AllThreadsSyscall, which a cgo
+# binary cannot use: they are built without cgo. privnixd and privnix need cgo
+# to resolve users and groups through the system's NSS (LDAP, SSSD).
+CHILDREN := $(filter privnix-frontend privnix-storeproc privnix-build,$(CMDS))
 PREFIX  ?= /usr/local
 LIBEXEC ?= $(PREFIX)/libexec/privnix
 # Where `make run` keeps its private store.
@@ -13,7 +17,8 @@ all: build
 
 build:
 	@mkdir -p $(BIN)
-	$(GO) build -trimpath -o $(BIN)/ $(addprefix ./cmd/,$(CMDS))
+	CGO_ENABLED=1 $(GO) build -trimpath -o $(BIN)/ ./cmd/privnixd ./cmd/privnix
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ $(addprefix ./cmd/,$(CHILDREN))
 
 # Everything: unit, fuzz seeds, integration with the real Nix client. Needs root
 # (tests start the monitor as root and run clients as the test users).
@@ -40,7 +45,7 @@ run: build
 install: build
 	install -d -m 0755 $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(LIBEXEC)
 	install -m 0755 $(BIN)/privnixd $(BIN)/privnix $(DESTDIR)$(PREFIX)/bin/
-	install -m 0755 $(BIN)/privnix-frontend $(BIN)/privnix-storeproc $(BIN)/privnix-build $(DESTDIR)$(LIBEXEC)/
+	install -m 0755 $(filter-out $(BIN)/privnixd $(BIN)/privnix,$(addprefix $(BIN)/,$(CMDS))) $(DESTDIR)$(LIBEXEC)/
 
 FUZZTIME ?= 30s
 fuzz:

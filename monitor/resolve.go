@@ -1,32 +1,26 @@
 package monitor
 
 import (
-	"os/user"
-	"strconv"
-
+	"privnix/internal/userdb"
 	"privnix/policy"
 )
 
+// users resolves uids through the system's NSS (LDAP and SSSD included), with
+// a cache and a deadline so that a slow directory cannot stall accepts.
+var users = userdb.New(userdb.Options{})
+
 // resolvePeer names the peer's uid, primary gid and groups. A uid without a
-// passwd entry keeps its number as its name, as Nix does.
+// passwd entry keeps an empty name (policy then uses the number, as Nix does).
 func (m *Monitor) resolvePeer(p peer) (policy.Peer, error) {
 	pp := policy.Peer{UID: p.UID, GID: p.GID}
-	u, err := user.LookupId(strconv.FormatUint(uint64(p.UID), 10))
+	id, err := users.LookupUID(p.UID)
 	if err != nil {
 		return pp, err
 	}
-	pp.User = u.Username
-	if g, err := user.LookupGroupId(strconv.FormatUint(uint64(p.GID), 10)); err == nil {
-		pp.PrimaryGroup = g.Name
-	}
-	gids, err := u.GroupIds()
-	if err != nil {
-		return pp, err
-	}
-	for _, gid := range gids {
-		if g, err := user.LookupGroupId(gid); err == nil {
-			pp.Groups = append(pp.Groups, g.Name)
-		}
+	pp.User = id.User
+	pp.Groups = id.Groups
+	if g, err := users.GroupName(p.GID); err == nil {
+		pp.PrimaryGroup = g
 	}
 	return pp, nil
 }

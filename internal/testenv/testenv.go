@@ -66,11 +66,13 @@ func Bin(t testing.TB) string {
 			return
 		}
 		os.Chmod(binDir, 0o755)
-		cmd := exec.Command("go", "build", "-o", binDir+"/", "./cmd/...")
+		// Same split as the Makefile: children without cgo (they need
+		// AllThreadsSyscall), privnixd and privnix with it (NSS).
+		cmd := exec.Command("make", "-s", "build", "BIN="+binDir)
 		cmd.Dir = RepoRoot(t)
 		out, err := cmd.CombinedOutput()
 		if err != nil {
-			buildErr = fmt.Errorf("go build ./cmd/...: %v\n%s", err, out)
+			buildErr = fmt.Errorf("make build: %v\n%s", err, out)
 		}
 	})
 	if buildErr != nil {
