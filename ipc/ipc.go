@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"sync"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -159,6 +160,14 @@ func (c *Conn) getStoreDir() string {
 
 // Close closes the channel; a Recv blocked in another goroutine returns.
 func (c *Conn) Close() error { return c.uc.Close() }
+
+// SetReadDeadline makes Recv fail with an error wrapping
+// os.ErrDeadlineExceeded after t (zero: no deadline), e.g. for a handshake.
+func (c *Conn) SetReadDeadline(t time.Time) error { return c.uc.SetReadDeadline(t) }
+
+// SetWriteDeadline makes a blocked Send fail with an error wrapping
+// os.ErrDeadlineExceeded after t (zero: no deadline).
+func (c *Conn) SetWriteDeadline(t time.Time) error { return c.uc.SetWriteDeadline(t) }
 
 // Send sends m with files (which stay owned by the caller). It refuses, with
 // ErrInvalid, a message that fails Validate, is outside the store directory,

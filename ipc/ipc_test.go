@@ -389,3 +389,61 @@ func TestConcurrentSenders(t *testing.T) {
 		}
 	}
 }
+
+// TestLargestFrame sends the largest Paths that fits in MaxFrame: SEQPACKET
+// must carry it whole (the default send buffer is 212992 bytes).
+func TestLargestFrame(t *testing.T) {
+	a, b := pair(t)
+	long := msg.StorePath(testDir + "/7h7qgvs4kgzsn8a6rb273saxyqh4jxlz-" + strings.Repeat("n", msg.MaxName))
+	m := msg.Paths{Paths: make(msg.StorePaths, 500, 600)} // 500 × 257 bytes: just below
+	for i := range m.Paths {
+		m.Paths[i] = long
+	}
+	for {
+		m.Paths = append(m.Paths, long)
+		body, err := msg.Encode(nil, &m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(body) > MaxFrame {
+			m.Paths = m.Paths[:len(m.Paths)-1]
+			break
+		}
+	}
+	if err := a.Send(&m); err != nil {
+		t.Fatal(err)
+	}
+	got, _, err := b.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(got.(*msg.Paths).Paths); n != len(m.Paths) {
+		t.Errorf("received %d paths, sent %d", n, len(m.Paths))
+	}
+	m.Paths = append(m.Paths, long)
+	if err := a.Send(&m); !errors.Is(err, ErrInvalid) {
+		t.Errorf("Send of a body over MaxFrame: %v", err)
+	}
+}
+
+func TestDeadlines(t *testing.T) {
+	a, b := pair(t)
+	if err := b.SetReadDeadline(time.Now().Add(20 * time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := b.Recv(); !errors.Is(err, os.ErrDeadlineExceeded) || errors.Is(err, ErrViolation) {
+		t.Errorf("Recv past its deadline: %v", err)
+	}
+	// Fill the socket: a blocked Send gives up at its deadline.
+	if err := a.SetWriteDeadline(time.Now().Add(50 * time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	m := &msg.Log{Msg: strings.Repeat("x", msg.MaxText)}
+	var err error
+	for i := 0; i < 100000 && err == nil; i++ {
+		err = a.Send(m)
+	}
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("Send into a full socket past its deadline: %v", err)
+	}
+}
