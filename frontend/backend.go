@@ -16,6 +16,7 @@ import (
 // the client gets a short generic error.
 type Backend interface {
 	// SetOptions applies the client's settings; the warnings are shown to the client.
+	// Overrides arrive unfiltered: the trust rules of §7.3 are the Backend's (policy's) job.
 	SetOptions(ctx context.Context, opts wire.ClientOptions) (warnings []string, err error)
 
 	IsValidPath(ctx context.Context, path string) (bool, error)

@@ -115,6 +115,28 @@ func TestRealNixClient(t *testing.T) {
 		t.Fatalf("nix-store -q --size: %q %v", out, err)
 	}
 
+	// --add-fixed sends IsValidPath then AddToStoreNar with a content address.
+	fixed, err := h.run("nix-store", "--store", h.store(), "--add-fixed", "sha1", file)
+	if err != nil {
+		t.Fatalf("nix-store --add-fixed: %v\n%s", err, fixed)
+	}
+	flat, err := h.run("nix-hash", "--type", "sha1", "--flat", file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err = h.run("nix-store", "--print-fixed-path", "sha1", flat, "hello.txt")
+	if err != nil || fixed != want {
+		t.Fatalf("nix-store --add-fixed printed %q, Nix computes %q (%v)", fixed, want, err)
+	}
+	if info, ok := h.mem.info(fixed); !ok || !strings.HasPrefix(info.CA, "fixed:sha1:") {
+		t.Fatalf("the store has %+v for %s", info, fixed)
+	}
+
+	out, err = h.run("nix", "path-info", "--store", h.store(), "--json", added)
+	if err != nil || !strings.Contains(out, `"narSize":120`) || !strings.Contains(out, `"ca":"fixed:r:sha256:`) {
+		t.Fatalf("nix path-info --json: %v\n%s", err, out)
+	}
+
 	out, err = h.run("nix-store", "--store", h.store(), "--gc", "--print-dead")
 	if err == nil || !strings.Contains(out, "operation 'CollectGarbage' is not yet implemented by privnix") {
 		t.Fatalf("nix-store --gc --print-dead: %v\n%s", err, out)

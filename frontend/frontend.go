@@ -194,7 +194,7 @@ func (c *conn) serveOne() error {
 }
 
 // argBudget caps the bytes one operation's arguments may allocate (payloads are streamed).
-const argBudget = 256 << 20
+const argBudget = 128 << 20
 
 // fail sends err to the client. Errors before work (argument parsing, early refusals) and
 // protocol errors end the connection, as in Nix; errors during work do not.

@@ -243,6 +243,7 @@ func (c *conn) addMultiple(src io.Reader, repair, dontCheckSigs bool) error {
 		return Errorf("%v", err)
 	}
 	for range n {
+		r.SetBudget(argBudget)
 		info, err := pathInfo(r, c.sess.StoreDir)
 		if err != nil {
 			return Errorf("%v", err)
