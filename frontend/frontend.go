@@ -33,9 +33,11 @@ type Session struct {
 	ProtocolVersion wire.Version
 	// Features are offered in the ≥1.38 feature exchange; privnix implements none yet.
 	Features []string
+	// Log receives internal errors (whose details the client does not see); nil = slog.Default().
+	Log *slog.Logger
 }
 
-// ErrRefused is returned by Serve after it told a refused client why.
+// ErrRefused is returned (unwrapped) by Serve after it told a refused client why.
 var ErrRefused = errors.New("connection refused by the monitor")
 
 // errClose marks errors after which the stream position is unknown: the connection ends.
@@ -70,6 +72,9 @@ func Serve(ctx context.Context, client io.ReadWriter, sess Session, b Backend) e
 	c := &conn{ctx: ctx, sess: sess, b: b, r: wire.NewReader(client), w: wire.NewWriter(client)}
 	if c.sess.ProtocolVersion == 0 {
 		c.sess.ProtocolVersion = DefaultProtocolVersion
+	}
+	if c.sess.Log == nil {
+		c.sess.Log = slog.Default()
 	}
 	if c.sess.NixVersion == "" {
 		c.sess.NixVersion = DefaultNixVersion
@@ -125,7 +130,7 @@ func (c *conn) handshake() error {
 	if c.sess.Refusal != "" {
 		c.w.StderrError(c.v, wire.ErrorInfo{Message: c.sess.Refusal, Status: 1})
 		_ = c.w.Flush()
-		return fmt.Errorf("%w: %s", ErrRefused, c.sess.Refusal)
+		return ErrRefused
 	}
 	c.w.StderrLast()
 	return c.w.Flush()
@@ -231,7 +236,7 @@ func (c *conn) errorText(err error) (string, uint64) {
 	case errors.Is(err, wire.ErrProtocol), errors.Is(err, io.ErrUnexpectedEOF):
 		return fmt.Sprintf("%s: %v", c.opName(), err), 1
 	}
-	slog.Error("internal error", "op", c.opName(), "user", c.sess.User, "err", err)
+	c.sess.Log.Error("internal error", "op", c.opName(), "user", c.sess.User, "err", err)
 	return fmt.Sprintf("privnix: internal error in operation '%s' (details are in the daemon's log)", c.opName()), 1
 }
 

@@ -1,9 +1,12 @@
 package frontend
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
+	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"strings"
 	"testing"
@@ -134,4 +137,25 @@ func TestContextEndsServe(t *testing.T) {
 	if err := <-done; err == nil {
 		t.Fatal("Serve returned nil after its context ended mid-handshake")
 	}
+}
+
+type failingStore struct{ *memStore }
+
+func (failingStore) QueryReferrers(ctx context.Context, p string) ([]string, error) {
+	return nil, errors.New("database exploded at offset 42")
+}
+
+func TestInternalErrorIsLoggedNotSent(t *testing.T) {
+	var logs bytes.Buffer
+	c := start(t, Session{Log: slog.New(slog.NewTextHandler(&logs, nil)), User: "alice"}, failingStore{newMemStore(testStore)})
+	c.handshake(wire.V(34), nil)
+	msgs := c.op(6, func(w *wire.Writer) { w.String(helloPath) })
+	c.wantError(msgs, "internal error in operation 'QueryReferrers'")
+	if strings.Contains(last(msgs).Err.Message, "exploded") {
+		t.Fatalf("the client saw the internal detail: %q", last(msgs).Err.Message)
+	}
+	if !strings.Contains(logs.String(), "database exploded at offset 42") || !strings.Contains(logs.String(), "alice") {
+		t.Fatalf("log: %q", logs.String())
+	}
+	c.wantLast(c.op(13, nil))
 }
