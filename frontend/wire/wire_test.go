@@ -329,3 +329,21 @@ func TestCopyNAR(t *testing.T) {
 		})
 	}
 }
+
+func TestBudget(t *testing.T) {
+	in := cat(le(4), []byte("abcd\x00\x00\x00\x00"), le(4), []byte("efgh\x00\x00\x00\x00"))
+	tests := []struct {
+		budget  int64
+		wantErr bool
+	}{{-1, false}, {8, false}, {7, true}, {0, true}}
+	for _, tt := range tests {
+		r := NewReader(bytes.NewReader(in))
+		r.SetBudget(tt.budget)
+		_, err1 := r.String(8, "first")
+		_, err2 := r.String(8, "second")
+		err := errors.Join(err1, err2)
+		if (err != nil) != tt.wantErr || (err != nil && !errors.Is(err, ErrProtocol)) {
+			t.Fatalf("budget %d: %v", tt.budget, err)
+		}
+	}
+}
