@@ -39,6 +39,9 @@ func PathsFromEnv(getenv func(string) string) (Paths, error) {
 // ConfFile is the system nix.conf.
 func (p Paths) ConfFile() string { return filepath.Join(p.ConfDir, "nix.conf") }
 
+// PrivnixConfFile holds privnix's own settings (privnix-*), read after nix.conf.
+func (p Paths) PrivnixConfFile() string { return filepath.Join(p.ConfDir, "privnix.conf") }
+
 // DBDir is where the monitor keeps its Badger database.
 func (p Paths) DBDir() string { return filepath.Join(p.StateDir, "db", "privnix") }
 

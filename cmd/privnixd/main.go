@@ -53,7 +53,9 @@ func run(c cli, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	settings, warnings, err := conf.Load(paths.ConfFile(), os.ReadFile, conf.Host{
+	// nix.conf, then privnix.conf for privnix's own settings (Nix clients read
+	// nix.conf too, and would warn about names they do not know).
+	settings, warnings, err := conf.LoadAll([]string{paths.ConfFile(), paths.PrivnixConfFile()}, os.ReadFile, conf.Host{
 		Root:    os.Geteuid() == 0,
 		NumCPU:  runtime.NumCPU(),
 		ConfDir: paths.ConfDir,

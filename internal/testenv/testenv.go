@@ -137,6 +137,14 @@ func NewStore(t testing.TB, nixConf string) *Store {
 	return s
 }
 
+// SetPrivnixConf writes privnix.conf, privnix's own settings file.
+func (s *Store) SetPrivnixConf(t testing.TB, text string) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(s.ConfDir, "privnix.conf"), []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // Env is the environment that points a Nix client or daemon at this store.
 func (s *Store) Env() []string {
 	return []string{

@@ -1,0 +1,229 @@
+package storedb
+
+import (
+	"bytes"
+	"fmt"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"privnix/nix/storepath"
+)
+
+// view runs fn in a read-only transaction and labels its error.
+func (db *DB) view(what string, fn func(txn *badger.Txn) error) error {
+	if err := db.bdb.View(fn); err != nil {
+		return fmt.Errorf("storedb: %s: %w", what, err)
+	}
+	return nil
+}
+
+// IsValid reports whether p is valid.
+func (db *DB) IsValid(p storepath.Path) (bool, error) {
+	var ok bool
+	err := db.view("is valid "+p.Base(), func(txn *badger.Txn) (err error) {
+		ok, err = exists(txn, validKey(p))
+		return err
+	})
+	return ok, err
+}
+
+// PathInfo returns p's info; ok is false when p is not valid.
+func (db *DB) PathInfo(p storepath.Path) (info PathInfo, ok bool, err error) {
+	err = db.view("path info "+p.Base(), func(txn *badger.Txn) (err error) {
+		info, ok, err = readInfo(txn, p)
+		return err
+	})
+	return info, ok, err
+}
+
+func readInfo(txn *badger.Txn, p storepath.Path) (PathInfo, bool, error) {
+	val, err := getValue(txn, validKey(p))
+	if err != nil || val == nil {
+		return PathInfo{}, false, err
+	}
+	info, err := decodeInfo(p, val)
+	return info, err == nil, err
+}
+
+// PathInfos returns the infos of those of ps that are valid, read in one
+// consistent snapshot (for computing closures).
+func (db *DB) PathInfos(ps []storepath.Path) (map[storepath.Path]PathInfo, error) {
+	infos := make(map[storepath.Path]PathInfo, len(ps))
+	err := db.view("path infos", func(txn *badger.Txn) error {
+		for _, p := range ps {
+			info, ok, err := readInfo(txn, p)
+			if err != nil {
+				return err
+			}
+			if ok {
+				infos[p] = info
+			}
+		}
+		return nil
+	})
+	return infos, err
+}
+
+// ValidAmong returns those of ps that are valid, in ps's order.
+func (db *DB) ValidAmong(ps []storepath.Path) ([]storepath.Path, error) {
+	var valid []storepath.Path
+	err := db.view("query valid paths", func(txn *badger.Txn) error {
+		for _, p := range ps {
+			ok, err := exists(txn, validKey(p))
+			if err != nil {
+				return err
+			}
+			if ok {
+				valid = append(valid, p)
+			}
+		}
+		return nil
+	})
+	return valid, err
+}
+
+// scanSecond lists, sorted, the paths named by the last field of every key
+// under prefix (keys "<x>/<a>/<b>" → b).
+func scanSecond(txn *badger.Txn, prefix []byte, keyPrefix string) ([]storepath.Path, error) {
+	var ps []storepath.Path
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+	defer it.Close()
+	for it.Rewind(); it.Valid(); it.Next() {
+		_, b, err := splitPair(it.Item().Key(), keyPrefix)
+		if err != nil {
+			return nil, err
+		}
+		p, err := parseBaseField("key field", b)
+		if err != nil {
+			return nil, err
+		}
+		ps = append(ps, p)
+	}
+	return ps, nil
+}
+
+// Referrers returns the valid paths that refer to p (including p itself if it
+// refers to itself), sorted by base.
+func (db *DB) Referrers(p storepath.Path) ([]storepath.Path, error) {
+	var ps []storepath.Path
+	err := db.view("referrers of "+p.Base(), func(txn *badger.Txn) (err error) {
+		ps, err = scanSecond(txn, referrerPrefix(p), prefixReferrer)
+		return err
+	})
+	return ps, err
+}
+
+// ValidDerivers returns the valid derivations that have p as an output,
+// sorted by base. p itself need not be valid.
+func (db *DB) ValidDerivers(p storepath.Path) ([]storepath.Path, error) {
+	var ps []storepath.Path
+	err := db.view("derivers of "+p.Base(), func(txn *badger.Txn) (err error) {
+		ps, err = scanSecond(txn, deriverPrefix(p), prefixDeriver)
+		return err
+	})
+	return ps, err
+}
+
+// DerivationOutputs returns drv's recorded outputs (output name → path); empty
+// when drv is not valid or has none recorded.
+func (db *DB) DerivationOutputs(drv storepath.Path) (map[string]storepath.Path, error) {
+	var outs map[string]storepath.Path
+	err := db.view("derivation outputs of "+drv.Base(), func(txn *badger.Txn) (err error) {
+		outs, err = readDrvOutputs(txn, drv)
+		return err
+	})
+	return outs, err
+}
+
+func readDrvOutputs(txn *badger.Txn, drv storepath.Path) (map[string]storepath.Path, error) {
+	outs := map[string]storepath.Path{}
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: drvOutPrefix(drv), PrefetchValues: false})
+	defer it.Close()
+	for it.Rewind(); it.Valid(); it.Next() {
+		_, name, err := splitPair(it.Item().Key(), prefixDrvOut)
+		if err != nil {
+			return nil, err
+		}
+		val, err := it.Item().ValueCopy(nil)
+		if err != nil {
+			return nil, err
+		}
+		out, err := parseBaseField("output of "+drv.Base(), string(val))
+		if err != nil {
+			return nil, err
+		}
+		outs[name] = out
+	}
+	return outs, nil
+}
+
+// ByHashPart returns the valid path whose hash part is hashPart.
+func (db *DB) ByHashPart(hashPart string) (p storepath.Path, ok bool, err error) {
+	if len(hashPart) != storepath.HashLen {
+		return p, false, nil
+	}
+	prefix := []byte(prefixValid + hashPart + "-")
+	err = db.view("path from hash part "+hashPart, func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+		defer it.Close()
+		it.Rewind()
+		if !it.Valid() {
+			return nil
+		}
+		p, err = parseKeyPath(it.Item().Key(), prefixValid)
+		ok = err == nil
+		return err
+	})
+	return p, ok, err
+}
+
+// EachValid calls fn for every valid path, in base order, from one snapshot;
+// an error from fn stops the walk and is returned.
+func (db *DB) EachValid(fn func(storepath.Path) error) error {
+	return db.view("list valid paths", func(txn *badger.Txn) error {
+		return eachKey(txn, prefixValid, func(p storepath.Path) error { return fn(p) })
+	})
+}
+
+// AllValid returns every valid path, sorted by base.
+func (db *DB) AllValid() ([]storepath.Path, error) {
+	var ps []storepath.Path
+	err := db.EachValid(func(p storepath.Path) error {
+		ps = append(ps, p)
+		return nil
+	})
+	return ps, err
+}
+
+// Pending returns every path marked pending, sorted by base: at start-up the
+// monitor removes from the store each one that is not valid.
+func (db *DB) Pending() ([]storepath.Path, error) {
+	var ps []storepath.Path
+	err := db.view("list pending paths", func(txn *badger.Txn) error {
+		return eachKey(txn, prefixPending, func(p storepath.Path) error {
+			ps = append(ps, p)
+			return nil
+		})
+	})
+	return ps, err
+}
+
+// eachKey calls fn with the path of every key "<prefix><base>".
+func eachKey(txn *badger.Txn, prefix string, fn func(storepath.Path) error) error {
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte(prefix)})
+	defer it.Close()
+	for it.Rewind(); it.Valid(); it.Next() {
+		key := it.Item().Key()
+		if bytes.IndexByte(key[len(prefix):], '/') >= 0 {
+			return fmt.Errorf("%w: malformed key %q", ErrCorrupt, key)
+		}
+		p, err := parseKeyPath(key, prefix)
+		if err != nil {
+			return err
+		}
+		if err := fn(p); err != nil {
+			return err
+		}
+	}
+	return nil
+}

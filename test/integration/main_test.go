@@ -1,0 +1,88 @@
+package integration
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/user"
+	"strconv"
+	"syscall"
+	"testing"
+
+	"privnix/frontend/wire"
+	"privnix/internal/nixclient"
+)
+
+// The test binary doubles as a client that holds one connection open: with
+// PRIVNIX_TEST_HOLD=<socket> it connects, says "ready" and waits for stdin
+// to close. Tests run it as a test user to have a live, bound frontend.
+func TestMain(m *testing.M) {
+	if sock := os.Getenv("PRIVNIX_TEST_HOLD"); sock != "" {
+		os.Exit(hold(sock))
+	}
+	os.Exit(m.Run())
+}
+
+func hold(sock string) int {
+	c, err := nixclient.Dial(sock, wire.V(34))
+	if err == nil {
+		err = c.SetOptions()
+	}
+	if err != nil {
+		fmt.Println("error:", err)
+		return 1
+	}
+	fmt.Println("ready")
+	io.Copy(io.Discard, os.Stdin)
+	c.Close()
+	return 0
+}
+
+// holdConnection starts the holder as userName; it returns when the
+// connection is up. Closing the returned writer ends it.
+func holdConnection(t *testing.T, userName, socket string) io.WriteCloser {
+	t.Helper()
+	u, err := user.Lookup(userName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	self, err := os.Open("/proc/self/exe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer self.Close()
+	// Exec through the fd: the test user need not reach go test's temp dir.
+	cmd := exec.Command("/proc/self/fd/3")
+	cmd.ExtraFiles = []*os.File{self}
+	cmd.Env = []string{"PRIVNIX_TEST_HOLD=" + socket}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}}}
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { stdin.Close(); cmd.Wait() })
+	line, _ := bufio.NewReader(stdout).ReadString('\n')
+	if line != "ready\n" {
+		t.Fatalf("holder as %s: %q", userName, line)
+	}
+	return stdin
+}
+
+func userLookup(name string) (int, error) {
+	u, err := user.Lookup(name)
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(u.Uid)
+}
