@@ -40,6 +40,15 @@ var samples = []Message{
 	&Paths{Paths: StorePaths{testP1}, More: true},
 	&AddTempRoot{Path: testP2},
 	&Session{HelloOK: HelloOK{Uid: 1000, User: "alice", StoreDir: testDir, NixVersion: "2.24.0"}},
+	&BeginUpload{Mode: UploadCA, Name: "hello.txt", CAMethod: "flat", Algo: "sha1", References: StorePaths{testP2}, Format: FormatFlat, Size: 12},
+	&BeginUpload{
+		Mode: UploadNar, Format: FormatNAR, Size: 123456, Repair: true, DontCheckSigs: true,
+		Info: PathInfo{Path: testP1, Deriver: testDrv, NarHash: testHash, References: StorePaths{testP2}, NarSize: 123456, Sigs: Strings{"k:AA=="}},
+	},
+	&UploadChannel{ID: 7},
+	&FinishUpload{ID: 7, Written: 123456},
+	&StoreJob{Format: FormatNAR, MaxBytes: 1 << 30, MaxDepth: 256, MaxEntries: 1 << 22, MaxNameLen: 255, MaxTargetLen: 4095},
+	&Staged{NarSize: 123456, Bytes: 123456},
 }
 
 func TestSamplesCover(t *testing.T) {
