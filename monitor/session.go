@@ -91,6 +91,7 @@ func (s *session) bind(c *net.UnixConn, refusal string) error {
 		StoreDir:     s.m.cfg.Paths.StoreDir,
 		NixVersion:   NixVersion,
 		MaxVerbosity: 7,
+		SharedUID:    !s.m.root,
 	}}, f)
 }
 

@@ -107,6 +107,9 @@ type spawner struct {
 	bins binaries
 	log  *slog.Logger
 	reqs chan spawnRequest
+	// noUserNS: the kernel refused us a user namespace once; used only on
+	// the spawner thread.
+	noUserNS bool
 }
 
 func newSpawner(bins binaries, log *slog.Logger) *spawner {
@@ -170,6 +173,16 @@ func (s *spawner) start(spec spawnSpec) (*child, error) {
 		SysProcAttr: s.procAttr(spec, &pidfd),
 	}
 	err = cmd.Start()
+	if err != nil && !spec.asUID && cmd.SysProcAttr.Cloneflags&syscall.CLONE_NEWUSER != 0 {
+		// Without root, namespaces need an unprivileged user namespace; where
+		// the kernel refuses one, the child runs without namespaces.
+		s.log.Warn("no user namespace for an unprivileged child; starting it without namespaces", "err", err)
+		s.noUserNS = true
+		pidfd = -1
+		cmd = &exec.Cmd{Path: cmd.Path, Args: cmd.Args, Env: cmd.Env, Dir: cmd.Dir, Stderr: cmd.Stderr,
+			ExtraFiles: cmd.ExtraFiles, SysProcAttr: s.procAttr(spec, &pidfd)}
+		err = cmd.Start()
+	}
 	closeAll(ipcTheirs, logTheirs, stderrW)
 	if err != nil {
 		closeAll(ipcMine, logMine, stderrR)
@@ -202,6 +215,10 @@ func (s *spawner) procAttr(spec spawnSpec, pidfd *int) *syscall.SysProcAttr {
 	}
 	if spec.asUID {
 		a.Credential = &syscall.Credential{Uid: spec.uid, Gid: spec.uid, Groups: []uint32{}}
+		return a
+	}
+	if s.noUserNS {
+		a.Cloneflags = 0
 		return a
 	}
 	uid, gid := os.Getuid(), os.Getgid()

@@ -15,12 +15,18 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
 
 	"privnix/frontend"
 	"privnix/internal/confine"
 	"privnix/ipc"
 	"privnix/ipc/msg"
 )
+
+// procName is what ps shows (at most 15 bytes and a NUL).
+var procName = []byte("privnix-fe\x00")
 
 // The fixed fd layout the monitor starts every child with.
 const (
@@ -39,6 +45,8 @@ func run() error {
 	if os.Geteuid() == 0 {
 		return fmt.Errorf("refusing to run as root")
 	}
+	// The monitor execs us through /proc/self/fd/N, so the kernel named us "N".
+	_ = unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&procName[0])), 0, 0, 0)
 	mon, err := ipc.NewConn(os.NewFile(ipcFd, "monitor"))
 	if err != nil {
 		return err
@@ -54,7 +62,8 @@ func run() error {
 	}
 	defer client.Close()
 	// The store is the only place this process may read by path.
-	if err := confine.Apply(confine.Frontend, confine.Options{ReadOnlyPaths: []string{sess.StoreDir}}); err != nil {
+	opts := confine.Options{ReadOnlyPaths: []string{sess.StoreDir}, SendFDs: []int{ipcFd, logFd}, InheritedCredentials: sess.SharedUID}
+	if err := confine.Apply(confine.Frontend, opts); err != nil {
 		log.Error("confinement failed; not serving", "err", err)
 		return err
 	}

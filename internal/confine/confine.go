@@ -50,6 +50,13 @@ type Options struct {
 	// SendFDs, if non-empty, are the only fds sendmsg and sendto may use
 	// (the monitor channel), so that SCM_RIGHTS can go nowhere else.
 	SendFDs []int
+	// InheritedCredentials says the monitor runs without root, so it could
+	// not give this child a uid, groups or bounding set of its own: the
+	// child shares the monitor's uid and supplementary groups, and keeps the
+	// bounding set it was born with. Those are then accepted; uid 0 and any
+	// held capability are still refused, and no_new_privs makes the bounding
+	// set moot (nothing this process execs can gain a capability).
+	InheritedCredentials bool
 }
 
 var (
@@ -96,7 +103,7 @@ func Apply(p Profile, opts Options) error {
 	//    SysProcAttr.Credential and starts the child with an empty bounding
 	//    set (Spawn); an unprivileged process cannot drop its own bounding
 	//    set (PR_CAPBSET_DROP needs CAP_SETPCAP), so here it is only checked.
-	if err := checkUnprivileged(); err != nil {
+	if err := checkUnprivileged(opts.InheritedCredentials); err != nil {
 		return fmt.Errorf("confine %s: %w", p, err)
 	}
 	// Opened now, read after the last step: Landlock may hide /proc later.
@@ -158,7 +165,7 @@ func Apply(p Profile, opts Options) error {
 	return nil
 }
 
-func checkUnprivileged() error {
+func checkUnprivileged(inherited bool) error {
 	rep, err := Status()
 	if err != nil {
 		return err
@@ -168,13 +175,13 @@ func checkUnprivileged() error {
 			return fmt.Errorf("uid %v gid %v: %w", rep.Uid, rep.Gid, ErrPrivileged)
 		}
 	}
-	if len(rep.Groups) > 0 {
+	if len(rep.Groups) > 0 && !inherited {
 		return fmt.Errorf("supplementary groups %v: %w", rep.Groups, ErrPrivileged)
 	}
 	if rep.CapEff != 0 || rep.CapPrm != 0 || rep.CapAmb != 0 {
 		return fmt.Errorf("capabilities eff=%#x prm=%#x amb=%#x: %w", rep.CapEff, rep.CapPrm, rep.CapAmb, ErrPrivileged)
 	}
-	if rep.CapBnd != 0 {
+	if rep.CapBnd != 0 && !inherited {
 		return fmt.Errorf("bounding set %#x not empty (start the child with confine.Spawn): %w", rep.CapBnd, ErrPrivileged)
 	}
 	return nil

@@ -81,6 +81,7 @@ type HelloOK struct {
 	StoreDir     string
 	NixVersion   string // the version the frontend reports to the client
 	MaxVerbosity uint64 // 0..7: the most verbose log level the child may send
+	SharedUID    bool   // the monitor is not root: the child runs as the monitor's own uid
 }
 
 func (HelloOK) Kind() Kind { return KindHelloOK }

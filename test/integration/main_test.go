@@ -86,3 +86,13 @@ func userLookup(name string) (int, error) {
 	}
 	return strconv.Atoi(u.Uid)
 }
+
+func lookupGID(t *testing.T, name string) int {
+	t.Helper()
+	u, err := user.Lookup(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, _ := strconv.Atoi(u.Gid)
+	return g
+}
