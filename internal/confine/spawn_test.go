@@ -8,7 +8,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Spawn starts cmd (cmd.Start) so that the child begins life with an empty
+// Spawn (a test helper; the monitor spawns through its own spawner thread,
+// see monitor/spawn.go and internal/sys.DropBoundingSet) starts cmd (cmd.Start)
+// so that the child begins life with an empty
 // capability bounding set, which Apply requires. It is for the root monitor.
 //
 // The bounding set is per thread and is inherited by fork and kept across
