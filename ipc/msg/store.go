@@ -192,6 +192,10 @@ type StoreJob struct {
 	MaxEntries   uint64 // directory entries in the whole NAR
 	MaxNameLen   uint64 // bytes of one entry name
 	MaxTargetLen uint64 // bytes of one symlink target
+	// SharedUID: the monitor is not root, so the storeproc runs as the
+	// monitor's own uid (see HelloOK.SharedUID) and confines itself with
+	// inherited credentials.
+	SharedUID bool
 }
 
 func (StoreJob) Kind() Kind { return KindStoreJob }
