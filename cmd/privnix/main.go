@@ -16,6 +16,7 @@ type CLI struct {
 	Drv       DrvCmd       `cmd:"" help:"Inspect derivations (.drv files)."`
 	StorePath StorePathCmd `cmd:"" name:"store-path" help:"Compute the store path that an add would create."`
 	Key       KeyCmd       `cmd:"" help:"Generate signing keys, sign and verify store paths."`
+	Setup     SetupCmd     `cmd:"" help:"Create the build users, the store and state directories and the socket directory, as the Nix manual asks (idempotent)."`
 }
 
 func main() {
