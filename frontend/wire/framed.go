@@ -124,8 +124,7 @@ func (t *TunnelReader) fill(want int) error {
 	if t.lock != nil {
 		defer t.lock()()
 	}
-	t.w.U64(StderrRead)
-	t.w.U64(uint64(want))
+	t.w.StderrRead(uint64(want))
 	if err := t.w.Flush(); err != nil {
 		return err
 	}

@@ -61,6 +61,12 @@ func (w *Writer) StderrNext(text string) {
 	w.String(text)
 }
 
+// StderrRead asks the client for up to n bytes of input (§1.5); it answers with one string.
+func (w *Writer) StderrRead(n uint64) {
+	w.U64(StderrRead)
+	w.U64(n)
+}
+
 // StderrWrite pushes data to the client's sink.
 func (w *Writer) StderrWrite(data []byte) {
 	w.U64(StderrWrite)

@@ -201,6 +201,7 @@ func TestStderrRoundTrip(t *testing.T) {
 	}{
 		{"next", V(34), func(w *Writer) { w.StderrNext("hello\n") }, func(m StderrMsg) bool { return m.Kind == StderrNext && m.Text == "hello\n" }},
 		{"last", V(34), func(w *Writer) { w.StderrLast() }, func(m StderrMsg) bool { return m.Kind == StderrLast }},
+		{"read", V(18), func(w *Writer) { w.StderrRead(4096) }, func(m StderrMsg) bool { return m.Kind == StderrRead && m.N == 4096 }},
 		{"write", V(18), func(w *Writer) { w.StderrWrite([]byte("xyz")) }, func(m StderrMsg) bool { return m.Text == "xyz" }},
 		{"error old", V(25), func(w *Writer) { w.StderrError(V(25), ErrorInfo{Message: "boom", Status: 100}) },
 			func(m StderrMsg) bool { return m.Err.Message == "boom" && m.Err.Status == 100 }},
