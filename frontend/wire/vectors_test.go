@@ -411,3 +411,46 @@ func TestVectors(t *testing.T) {
 		})
 	}
 }
+
+// TestRealisationJSON re-marshals every 2.8-style realisation JSON in the vectors byte for byte.
+func TestRealisationJSON(t *testing.T) {
+	dir := vectorDir(t)
+	var jsons []string
+	for _, f := range []string{"libstore-worker-protocol/realisation-with-deps.bin", "libstore-common-protocol/realisation-with-deps.bin"} {
+		bin, err := os.ReadFile(filepath.Join(dir, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := NewReader(bytes.NewReader(bin)).String(MaxTextLen, "realisation")
+		if err != nil {
+			t.Fatal(err)
+		}
+		jsons = append(jsons, s)
+	}
+	bin, err := os.ReadFile(filepath.Join(dir, "libstore-worker-protocol/build-result-1.29.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := NewReader(bytes.NewReader(bin))
+	for range 3 {
+		b, err := ReadBuildResult(r, V(29), false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range b.BuiltOutputs {
+			jsons = append(jsons, p.Value)
+		}
+	}
+	if len(jsons) < 4 {
+		t.Fatalf("only %d realisations found", len(jsons))
+	}
+	for _, s := range jsons {
+		real, err := ParseRealisation(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := real.JSON(); got != s {
+			t.Errorf("re-marshalled\n %s\nwant\n %s", got, s)
+		}
+	}
+}
