@@ -5,12 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"strings"
 	"sync"
 
 	"privnix/frontend"
 	"privnix/frontend/wire"
 	"privnix/ipc"
 	"privnix/ipc/msg"
+	"privnix/nix/nixhash"
 )
 
 // backend carries out a connection's operations by asking the monitor. One
@@ -21,29 +24,64 @@ type backend struct {
 	storeDir string
 }
 
-// call sends one request and returns its answer; a monitor msg.Error becomes
-// the matching frontend error.
-func (b *backend) call(req msg.Message) (msg.Message, error) {
+// call sends one request and returns its answer (and the fds with it); a
+// monitor msg.Error becomes the matching frontend error.
+func (b *backend) call(req msg.Message) (msg.Message, []*os.File, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if err := b.mon.Send(req); err != nil {
-		return nil, fmt.Errorf("asking the monitor: %w", err)
+		return nil, nil, fmt.Errorf("asking the monitor: %w", err)
 	}
 	ans, fds, err := b.mon.Recv()
-	closeAll(fds)
 	if err != nil {
-		return nil, fmt.Errorf("the monitor's answer: %w", err)
+		return nil, nil, fmt.Errorf("the monitor's answer: %w", err)
 	}
 	if e, ok := ans.(*msg.Error); ok {
-		return nil, fromMonitorError(e)
+		closeAll(fds)
+		return nil, nil, fromMonitorError(e)
 	}
-	return ans, nil
+	return ans, fds, nil
 }
+
+// callPaths sends a QueryPaths and gathers every Paths frame of the answer.
+func (b *backend) callPaths(q *msg.QueryPaths) ([]string, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err := b.mon.Send(q); err != nil {
+		return nil, fmt.Errorf("asking the monitor: %w", err)
+	}
+	var out []string
+	for {
+		ans, fds, err := b.mon.Recv()
+		closeAll(fds)
+		if err != nil {
+			return nil, fmt.Errorf("the monitor's answer: %w", err)
+		}
+		switch a := ans.(type) {
+		case *msg.Error:
+			return nil, fromMonitorError(a)
+		case *msg.Paths:
+			for _, p := range a.Paths {
+				out = append(out, string(p))
+			}
+			if !a.More {
+				return out, nil
+			}
+		default:
+			return nil, fmt.Errorf("monitor answered QueryPaths with %v", ans.Kind())
+		}
+	}
+}
+
+// errNotValid marks a monitor answer "that path is not valid".
+var errNotValid = errors.New("not valid")
 
 func fromMonitorError(e *msg.Error) error {
 	switch e.Class {
-	case msg.ClassPolicy, msg.ClassNotValid:
+	case msg.ClassPolicy:
 		return &frontend.Error{Msg: e.Message, Status: 1}
+	case msg.ClassNotValid:
+		return fmt.Errorf("%w: %s", errNotValid, e.Message)
 	case msg.ClassUnsupported:
 		return frontend.ErrNotImplemented
 	default:
@@ -56,7 +94,7 @@ func (b *backend) SetOptions(ctx context.Context, opts wire.ClientOptions) ([]st
 }
 
 func (b *backend) IsValidPath(ctx context.Context, path string) (bool, error) {
-	ans, err := b.call(&msg.IsValidPath{Path: msg.StorePath(path)})
+	ans, _, err := b.call(&msg.IsValidPath{Path: msg.StorePath(path)})
 	if err != nil {
 		return false, err
 	}
@@ -67,28 +105,56 @@ func (b *backend) IsValidPath(ctx context.Context, path string) (bool, error) {
 	return r.V, nil
 }
 
+// maxPathsPerQuery keeps a QueryPaths request inside one frame.
+const maxPathsPerQuery = 512
+
 func (b *backend) QueryValidPaths(ctx context.Context, paths []string, substitute bool) ([]string, error) {
-	return nil, frontend.ErrNotImplemented
+	var out []string
+	for len(paths) > 0 {
+		n := min(len(paths), maxPathsPerQuery)
+		got, err := b.callPaths(&msg.QueryPaths{Op: msg.PathsValid, Paths: storePaths(paths[:n])})
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, got...)
+		paths = paths[n:]
+	}
+	return out, nil
 }
 
 func (b *backend) QueryPathInfo(ctx context.Context, path string) (*wire.UnkeyedValidPathInfo, error) {
-	return nil, frontend.ErrNotImplemented
+	ans, _, err := b.call(&msg.QueryPathInfo{Path: msg.StorePath(path)})
+	if errors.Is(err, errNotValid) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	info, err := toWireInfo(ans)
+	if err != nil {
+		return nil, err
+	}
+	return &info.UnkeyedValidPathInfo, nil
 }
 
 func (b *backend) QueryReferrers(ctx context.Context, path string) ([]string, error) {
-	return nil, frontend.ErrNotImplemented
+	return b.callPaths(&msg.QueryPaths{Op: msg.PathsReferrers, Paths: msg.StorePaths{msg.StorePath(path)}})
 }
 
 func (b *backend) QueryPathFromHashPart(ctx context.Context, hashPart string) (string, error) {
-	return "", frontend.ErrNotImplemented
+	ps, err := b.callPaths(&msg.QueryPaths{Op: msg.PathsByHashPart, HashPart: hashPart})
+	if err != nil || len(ps) == 0 {
+		return "", err
+	}
+	return ps[0], nil
 }
 
 func (b *backend) QueryAllValidPaths(ctx context.Context) ([]string, error) {
-	return nil, frontend.ErrNotImplemented
+	return b.callPaths(&msg.QueryPaths{Op: msg.PathsAll})
 }
 
 func (b *backend) QueryValidDerivers(ctx context.Context, path string) ([]string, error) {
-	return nil, frontend.ErrNotImplemented
+	return b.callPaths(&msg.QueryPaths{Op: msg.PathsValidDerivers, Paths: msg.StorePaths{msg.StorePath(path)}})
 }
 
 func (b *backend) QueryDerivationOutputMap(ctx context.Context, drvPath string) (map[string]string, error) {
@@ -109,7 +175,7 @@ func (b *backend) QueryMissing(ctx context.Context, targets []wire.DerivedPath) 
 }
 
 func (b *backend) AddTempRoot(ctx context.Context, path string) error {
-	_, err := b.call(&msg.AddTempRoot{Path: msg.StorePath(path)})
+	_, _, err := b.call(&msg.AddTempRoot{Path: msg.StorePath(path)})
 	return err
 }
 
@@ -124,17 +190,104 @@ func (b *backend) AddSignatures(ctx context.Context, path string, sigs []string)
 }
 
 func (b *backend) AddTextToStore(ctx context.Context, name, text string, refs []string) (string, error) {
-	return "", frontend.ErrNotImplemented
+	info, err := b.upload(&msg.BeginUpload{Mode: msg.UploadCA, Name: name, CAMethod: "text", Algo: "sha256",
+		References: storePaths(refs), Format: msg.FormatFlat, Size: uint64(len(text))}, strings.NewReader(text))
+	return info.Path, err
 }
 
 func (b *backend) AddToStore(ctx context.Context, req frontend.AddToStoreRequest, data io.Reader) (wire.ValidPathInfo, error) {
-	return wire.ValidPathInfo{}, frontend.ErrNotImplemented
+	format := msg.FormatFlat
+	if req.Method == "nar" || req.FlatInNAR {
+		format = msg.FormatNAR
+	}
+	return b.upload(&msg.BeginUpload{Mode: msg.UploadCA, Name: req.Name, CAMethod: req.Method, Algo: req.Algo,
+		References: storePaths(req.References), Format: format, Repair: req.Repair}, data)
 }
 
 func (b *backend) AddToStoreNar(ctx context.Context, req frontend.AddToStoreNarRequest, nar io.Reader) error {
-	return frontend.ErrNotImplemented
+	info, err := toMsgInfo(req.Info)
+	if err != nil {
+		return err
+	}
+	_, err = b.upload(&msg.BeginUpload{Mode: msg.UploadNar, Info: info, DontCheckSigs: req.DontCheckSigs,
+		Format: msg.FormatNAR, Size: req.Info.NarSize, Repair: req.Repair}, nar)
+	return err
+}
+
+// upload runs the upload protocol: the monitor hands out a pipe to a fresh
+// store worker, the bytes go down it, and the monitor seals and registers.
+func (b *backend) upload(begin *msg.BeginUpload, data io.Reader) (wire.ValidPathInfo, error) {
+	ans, fds, err := b.call(begin)
+	if err != nil {
+		return wire.ValidPathInfo{}, err
+	}
+	ch, ok := ans.(*msg.UploadChannel)
+	if !ok || len(fds) != 1 {
+		closeAll(fds)
+		return wire.ValidPathInfo{}, fmt.Errorf("monitor answered BeginUpload with %v", ans.Kind())
+	}
+	pipe := fds[0]
+	n, copyErr := io.Copy(pipe, data)
+	pipe.Close()
+	// Always finish, so the monitor ends the worker and cleans the staging
+	// directory; a copy error from the client side wins over the answer.
+	fin, _, err := b.call(&msg.FinishUpload{ID: ch.ID, Written: uint64(n)})
+	if copyErr != nil && !errors.Is(copyErr, os.ErrClosed) {
+		var fe *frontend.Error
+		if err != nil && errors.As(err, &fe) {
+			return wire.ValidPathInfo{}, err
+		}
+		return wire.ValidPathInfo{}, copyErr
+	}
+	if err != nil {
+		return wire.ValidPathInfo{}, err
+	}
+	return toWireInfo(fin)
 }
 
 func (b *backend) NarFromPath(ctx context.Context, path string, w io.Writer) error {
 	return frontend.ErrNotImplemented
+}
+
+func storePaths(ps []string) msg.StorePaths {
+	out := make(msg.StorePaths, len(ps))
+	for i, p := range ps {
+		out[i] = msg.StorePath(p)
+	}
+	return out
+}
+
+// toWireInfo converts the monitor's PathInfo to the worker protocol's form
+// (the NAR hash as bare base16, as Nix's daemon sends it).
+func toWireInfo(ans msg.Message) (wire.ValidPathInfo, error) {
+	pi, ok := ans.(*msg.PathInfo)
+	if !ok {
+		return wire.ValidPathInfo{}, fmt.Errorf("monitor answered with %v, not PathInfo", ans.Kind())
+	}
+	h, err := nixhash.Parse(pi.NarHash)
+	if err != nil {
+		return wire.ValidPathInfo{}, fmt.Errorf("monitor's NAR hash %q: %w", pi.NarHash, err)
+	}
+	refs := make([]string, len(pi.References))
+	for i, r := range pi.References {
+		refs[i] = string(r)
+	}
+	return wire.ValidPathInfo{Path: string(pi.Path), UnkeyedValidPathInfo: wire.UnkeyedValidPathInfo{
+		Deriver: string(pi.Deriver), NarHash: h.Base16(), References: refs,
+		RegistrationTime: uint64(pi.RegistrationTime), NarSize: pi.NarSize,
+		Ultimate: pi.Ultimate, Sigs: pi.Sigs, CA: pi.CA,
+	}}, nil
+}
+
+// toMsgInfo converts a client's claimed path info for the monitor; the NAR
+// hash may come bare (base16 or nix32) or with its algorithm.
+func toMsgInfo(i wire.ValidPathInfo) (msg.PathInfo, error) {
+	h, err := nixhash.Parse(i.NarHash)
+	if err != nil {
+		if h, err = nixhash.ParseAs(i.NarHash, nixhash.SHA256); err != nil {
+			return msg.PathInfo{}, frontend.Errorf("bad NAR hash '%s' for path '%s'", i.NarHash, i.Path)
+		}
+	}
+	return msg.PathInfo{Path: msg.StorePath(i.Path), Deriver: msg.StorePath(i.Deriver), NarHash: h.String(),
+		References: storePaths(i.References), NarSize: i.NarSize, Ultimate: i.Ultimate, Sigs: i.Sigs, CA: i.CA}, nil
 }

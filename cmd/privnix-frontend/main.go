@@ -73,6 +73,7 @@ func run() error {
 		Refusal:    sess.Refusal,
 		StoreDir:   sess.StoreDir,
 		NixVersion: sess.NixVersion,
+		Log:        log,
 	}, &backend{mon: mon, storeDir: sess.StoreDir})
 	if err != nil && err != frontend.ErrRefused {
 		log.Info("connection ended", "err", err)
