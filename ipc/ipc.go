@@ -383,3 +383,12 @@ func closeFds(fds []int) {
 		unix.Close(fd)
 	}
 }
+
+// Fd returns the descriptor the Conn sends and receives on (NewConn dups the
+// one it was given), for a seccomp rule that lets sendmsg use only the
+// monitor's channels. The Conn still owns it.
+func (c *Conn) Fd() (int, error) {
+	var fd int
+	err := c.rc.Control(func(f uintptr) { fd = int(f) })
+	return fd, err
+}

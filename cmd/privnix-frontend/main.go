@@ -62,7 +62,15 @@ func run() error {
 	}
 	defer client.Close()
 	// The store is the only place this process may read by path.
-	opts := confine.Options{ReadOnlyPaths: []string{sess.StoreDir}, SendFDs: []int{ipcFd, logFd}, InheritedCredentials: sess.SharedUID}
+	monFd, err := mon.Fd()
+	if err != nil {
+		return err
+	}
+	logsFd, err := logs.Fd()
+	if err != nil {
+		return err
+	}
+	opts := confine.Options{ReadOnlyPaths: []string{sess.StoreDir}, SendFDs: []int{monFd, logsFd}, InheritedCredentials: sess.SharedUID}
 	if err := confine.Apply(confine.Frontend, opts); err != nil {
 		log.Error("confinement failed; not serving", "err", err)
 		return err
