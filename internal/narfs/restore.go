@@ -94,10 +94,6 @@ func (s *fsSink) copy(fd int, size uint64, r io.Reader) error {
 		s.buf = make([]byte, restoreBufSize)
 		s.zero = make([]byte, restoreBufSize)
 	}
-	if size > 1<<20 {
-		// Best effort: reserve space so a full disk fails early.
-		_ = unix.Fallocate(fd, unix.FALLOC_FL_KEEP_SIZE, 0, int64(size))
-	}
 	var off uint64
 	for off < size {
 		chunk := s.buf[:min(uint64(len(s.buf)), size-off)]
