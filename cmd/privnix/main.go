@@ -17,6 +17,7 @@ type CLI struct {
 	StorePath StorePathCmd `cmd:"" name:"store-path" help:"Compute the store path that an add would create."`
 	Key       KeyCmd       `cmd:"" help:"Generate signing keys, sign and verify store paths."`
 	Setup     SetupCmd     `cmd:"" help:"Create the build users, the store and state directories and the socket directory, as the Nix manual asks (idempotent)."`
+	Doctor    DoctorCmd    `cmd:"" help:"Check the set-up privnixd relies on and say how to fix each problem."`
 }
 
 func main() {
