@@ -69,7 +69,6 @@ func removeUsersAfter(t *testing.T, group string, n int, extraGroups ...string) 
 	})
 }
 
-
 // fakeInstall puts root-owned stand-ins for privnixd and its children in a
 // directory of their own.
 func fakeInstall(t *testing.T) (privnixd, libexec string) {

@@ -48,7 +48,9 @@ func (f *doctorFixture) conf(t *testing.T, nixConf, privnixConf string) {
 	}
 }
 
-func (f *doctorFixture) baseConf() string { return "build-users-group = " + f.group + "\nmax-jobs = 2\n" }
+func (f *doctorFixture) baseConf() string {
+	return "build-users-group = " + f.group + "\nmax-jobs = 2\n"
+}
 
 func ids(r *Report) []string {
 	var out []string
