@@ -1,0 +1,83 @@
+// Command privnix-storeproc is the store worker: privnixd execs one for each
+// upload, as a throw-away unprivileged uid, and it writes that upload's bytes
+// beneath the staging directory it is handed (package storeproc), then exits.
+//
+// Powers left after start: read the data pipe; create files (exclusively),
+// directories and symlinks beneath its staging directory and write them;
+// send only on its two monitor channels; no other file opened for writing,
+// no unlink, rename or link, no new sockets or connect, no io_uring, no
+// exec, no privileges (no_new_privs, seccomp, Landlock; confine.StoreProc).
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"privnix/internal/confine"
+	"privnix/ipc"
+	"privnix/ipc/msg"
+	"privnix/storeproc"
+)
+
+// procName is what ps shows (at most 15 bytes and a NUL).
+var procName = []byte("privnix-store\x00")
+
+// The fixed fd layout the monitor starts every child with.
+const (
+	ipcFd = 3
+	logFd = 4
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintf(os.Stderr, "privnix-storeproc: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	if os.Geteuid() == 0 || os.Getuid() == 0 {
+		return fmt.Errorf("refusing to run as root")
+	}
+	// The monitor execs us through /proc/self/fd/N, so the kernel named us "N".
+	_ = unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&procName[0])), 0, 0, 0)
+	chans, err := storeproc.IdentifyFDs(ipcFd, logFd)
+	if err != nil {
+		return err
+	}
+	mon, err := ipc.NewConn(os.NewFile(ipcFd, "monitor"))
+	if err != nil {
+		return err
+	}
+	logs, err := ipc.NewConn(os.NewFile(logFd, "log"))
+	if err != nil {
+		return err
+	}
+	log := slog.New(ipc.NewLogHandler(logs, slog.LevelInfo))
+	// The fds the channels live on now: the only ones sendmsg may use.
+	sendFDs, err := storeproc.FindFDs(chans)
+	if err != nil {
+		return err
+	}
+	job, err := storeproc.AwaitJob(mon)
+	if err != nil {
+		return err
+	}
+	defer job.Close()
+	opts := confine.Options{
+		WritableDirFDs:       []int{int(job.Dir.Fd())},
+		SendFDs:              sendFDs,
+		InheritedCredentials: job.SharedUID,
+	}
+	if err := confine.Apply(confine.StoreProc, opts); err != nil {
+		log.Error("confinement failed; not reading the upload", "err", err)
+		_ = mon.Send(msg.Errorf(msg.ClassInternal, "the store worker could not confine itself"))
+		return err
+	}
+	// One job, one answer, then exit: the monitor kills what is left.
+	return mon.Send(storeproc.Run(job, log))
+}
