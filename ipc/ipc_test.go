@@ -95,6 +95,12 @@ func samples() []msg.Message {
 		&msg.QueryPaths{Op: msg.PathsByHashPart, HashPart: string(testP1[11:43])},
 		&msg.Paths{Paths: msg.StorePaths{testP1, testP2}},
 		&msg.AddTempRoot{Path: testP1},
+		&msg.BeginUpload{Mode: msg.UploadCA, Name: "src", CAMethod: "nar", Algo: "sha256", References: msg.StorePaths{testP2}, Format: msg.FormatNAR},
+		&msg.BeginUpload{Mode: msg.UploadNar, Info: msg.PathInfo{Path: testP1, NarHash: testH, NarSize: 42}, Format: msg.FormatNAR, Size: 42},
+		&msg.UploadChannel{ID: 1},
+		&msg.FinishUpload{ID: 1, Written: 42},
+		&msg.StoreJob{Format: msg.FormatFlat, MaxBytes: 42},
+		&msg.Staged{NarSize: 42, Bytes: 42},
 	}
 }
 
