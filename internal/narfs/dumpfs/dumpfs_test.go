@@ -1,4 +1,4 @@
-package narfs
+package dumpfs
 
 import (
 	"bytes"
@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -103,4 +104,35 @@ func TestDumpDepthLimit(t *testing.T) {
 	if err := Dump(&bytes.Buffer{}, fd, strings.Repeat("d/", 3)+"d"); err != nil {
 		t.Fatalf("Dump of a shallower subtree: %v", err)
 	}
+}
+
+func must(t testing.TB, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// nixDump runs nix-store --dump on path, failing clearly without nix-bin.
+func nixDump(t testing.TB, path string) []byte {
+	t.Helper()
+	tool, err := exec.LookPath("nix-store")
+	if err != nil {
+		t.Fatalf("nix-store not found: install Debian's nix-bin (Nix 2.8) to run the differential tests: %v", err)
+	}
+	out, err := exec.Command(tool, "--dump", path).Output()
+	if err != nil {
+		t.Fatalf("nix-store --dump %s: %v", path, err)
+	}
+	return out
+}
+
+// ourDump runs DumpPath on path.
+func ourDump(t testing.TB, path string) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := DumpPath(&buf, path); err != nil {
+		t.Fatalf("DumpPath %s: %v", path, err)
+	}
+	return buf.Bytes()
 }
