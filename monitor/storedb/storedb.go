@@ -59,10 +59,15 @@ type Options struct {
 	StoreDir storepath.Dir
 	// Logger receives Badger's warnings and errors; nil discards them.
 	Logger *slog.Logger
-	// MemTableSize is Badger's memtable size; 0 means DefaultMemTableSize.
+	// MemTableSize is Badger's memtable size; 0 means DefaultMemTableSize, and
+	// anything below 1 MiB is refused.
 	// A transaction is capped at 15% of it, which is what RegisterValid splits by.
 	MemTableSize int64
 }
+
+// valueThreshold: values up to this size stay in the LSM tree (nearly all
+// path infos); it must stay below the transaction cap of the smallest memtable.
+const valueThreshold = 32 << 10
 
 // DefaultMemTableSize keeps an idle daemon far below 100 MiB RSS.
 const DefaultMemTableSize = 16 << 20
@@ -120,6 +125,7 @@ func badgerOptions(dir string, opts Options) badger.Options {
 		WithBaseLevelSize(8 << 20).
 		WithBlockCacheSize(0).
 		WithIndexCacheSize(0).
+		WithValueThreshold(valueThreshold).
 		WithValueLogFileSize(16 << 20).
 		WithNumCompactors(2).
 		WithMetricsEnabled(false).
@@ -128,6 +134,9 @@ func badgerOptions(dir string, opts Options) badger.Options {
 
 // Open opens (creating if needed) the database in dir.
 func Open(dir string, opts Options) (*DB, error) {
+	if opts.MemTableSize != 0 && opts.MemTableSize < 1<<20 {
+		return nil, fmt.Errorf("storedb: open %s: memtable size %d is below 1 MiB", dir, opts.MemTableSize)
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("storedb: create %s: %w", dir, err)
 	}

@@ -125,7 +125,7 @@ func TestIndexes(t *testing.T) {
 		}
 	}
 	infos, err := db.PathInfos([]storepath.Path{hello, unknown, libc})
-	if err != nil || len(infos) != 2 || infos[hello].References[0] != libc {
+	if err != nil || len(infos) != 2 || infos[hello].References[1] != libc {
 		t.Fatalf("PathInfos = %v, %v", infos, err)
 	}
 }
@@ -320,7 +320,7 @@ func TestDelete(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			db := newTestDB(t)
 			s := setup{mkPath(t, "libc"), mkPath(t, "app"), mkPath(t, "tool"), mkPath(t, "app.drv"), mkPath(t, "app-out")}
-			mustRegister(t, db, []PathInfo{mkInfo(s.libc), mkInfo(s.app, s.libc), mkInfo(s.tool, s.libc, s.tool), mkInfo(s.drv, s.libc)},
+			mustRegister(t, db, []PathInfo{mkInfo(s.libc), mkInfo(s.app, s.libc), mkInfo(s.tool, s.libc, s.tool), mkInfo(s.drv)},
 				map[storepath.Path]map[string]storepath.Path{s.drv: {"out": s.out}})
 			err := db.Delete(tt.del(s)...)
 			if e := wantErr(err, tt.want); e != nil {
@@ -337,10 +337,14 @@ func TestDelete(t *testing.T) {
 
 func TestConcurrentRegister(t *testing.T) {
 	db := newTestDB(t)
-	root := mkPath(t, "root")
-	mustRegister(t, db, []PathInfo{mkInfo(root)}, nil)
+	root, pin := mkPath(t, "root"), mkPath(t, "pin")
+	junk := make([]PathInfo, 20)
+	for i := range junk {
+		junk[i] = mkInfo(mkPath(t, fmt.Sprintf("junk%d", i)), root)
+	}
+	mustRegister(t, db, append([]PathInfo{mkInfo(root), mkInfo(pin, root)}, junk...), nil)
 	var wg sync.WaitGroup
-	errs := make(chan error, 16)
+	errs := make(chan error, 17)
 	for g := range 16 {
 		wg.Go(func() {
 			prev := root
@@ -354,10 +358,15 @@ func TestConcurrentRegister(t *testing.T) {
 			}
 		})
 	}
-	wg.Go(func() { // a collector deleting what has no referrers, concurrently
-		for range 20 {
+	wg.Go(func() { // a collector running concurrently
+		for _, j := range junk {
 			if err := db.Delete(root); !errors.Is(err, ErrLiveReferrer) {
 				errs <- fmt.Errorf("Delete(root) = %v", err)
+				return
+			}
+			if err := db.Delete(j.Path); err != nil {
+				errs <- err
+				return
 			}
 		}
 	})
@@ -366,7 +375,7 @@ func TestConcurrentRegister(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
-	if all, _ := db.AllValid(); len(all) != 16*20+1 {
+	if all, _ := db.AllValid(); len(all) != 16*20+2 {
 		t.Fatalf("%d valid paths", len(all))
 	}
 	mustCheck(t, db)
