@@ -124,3 +124,10 @@ func orNumber(name string, id uint32) string {
 	}
 	return name
 }
+
+// Help is the long text of `privnix policy --help`.
+func (c *PolicyCmd) Help() string {
+	return `Questions about privnixd's policy: who may connect, who is trusted, and what
+each user may do. The answers come from the same code privnixd runs, under
+the settings it would load now. See privnix policy explain --help.`
+}

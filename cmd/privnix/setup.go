@@ -4,8 +4,12 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
+
+	"github.com/alecthomas/kong"
 
 	"privnix/internal/admin"
+	"privnix/policy"
 )
 
 // SetupCmd is `privnix setup`.
@@ -88,4 +92,35 @@ func (c *SetupCmd) run(stdout, stderr io.Writer, getenv func(string) string) err
 		fmt.Fprintln(stdout, "nothing to do: the set-up is complete")
 	}
 	return nil
+}
+
+// CompleteCmd is `privnix completion` (here because it is part of setting
+// privnix up on a machine).
+type CompleteCmd struct {
+	Shell string `arg:"" enum:"bash,zsh" help:"The shell: ${enum}."`
+}
+
+// Help is the long text of `privnix completion --help`.
+func (c *CompleteCmd) Help() string {
+	return `Prints a completion script for bash or zsh, generated from privnix's own
+command tree, so it always knows every command and flag. It completes
+subcommands, flags, user names after --user, group names after --group and
+--socket-group, and the operations of policy explain.
+
+Examples:
+  privnix completion bash > /etc/bash_completion.d/privnix
+  source <(privnix completion bash)
+  privnix completion zsh > "${fpath[1]}/_privnix"`
+}
+
+func (c *CompleteCmd) Run(ctx *kong.Context) error {
+	return c.run(os.Stdout, ctx.Model.Node)
+}
+
+func (c *CompleteCmd) run(w io.Writer, app *kong.Node) error {
+	ops := policy.Ops()
+	slices.Sort(ops)
+	return admin.Completion(w, c.Shell, app, map[string][]string{
+		"policy explain": append([]string{"connect", "substitute", "set-option"}, ops...),
+	})
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -180,5 +181,93 @@ func TestDoctorOutput(t *testing.T) {
 				t.Fatalf("exit %d (want %d), output lacks %q:\n%s", code, tc.code, tc.contains, out.String())
 			}
 		})
+	}
+}
+
+// The bash completion script, generated from the real command tree, run by
+// bash on typed command lines.
+func TestCompletionBash(t *testing.T) {
+	var cli CLI
+	p, err := kong.New(&cli, kong.Name("privnix"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var script bytes.Buffer
+	if err := (&CompleteCmd{Shell: "bash"}).run(&script, p.Model.Node); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "privnix.bash")
+	if err := os.WriteFile(file, script.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		line string // what was typed; the last word is being completed
+		want []string
+		not  []string
+	}{
+		{"privnix ", []string{"setup", "doctor", "policy", "completion", "nar"}, []string{"--help"}},
+		{"privnix se", []string{"setup"}, []string{"doctor"}},
+		{"privnix setup --", []string{"--dry-run", "--socket-group", "--build-users", "--fix-existing", "--help"}, []string{"--json"}},
+		{"privnix setup --group nar --dr", []string{"--dry-run"}, nil}, // a flag's value is not a command
+		{"privnix setup --socket-group roo", []string{"root"}, nil},
+		{"privnix doctor --j", []string{"--json"}, nil},
+		{"privnix policy ", []string{"explain"}, nil},
+		{"privnix policy explain --user roo", []string{"root"}, nil},
+		{"privnix policy explain -g roo", []string{"root"}, nil},
+		{"privnix policy explain --user root AddSig", []string{"AddSignatures"}, nil},
+		{"privnix policy explain --user root ", []string{"connect", "substitute", "set-option", "BuildDerivation"}, nil},
+		{"privnix completion ", []string{"bash", "zsh"}, nil},
+		{"privnix hash convert --to ", []string{"nix32", "sri"}, nil},
+	} {
+		t.Run(tc.line, func(t *testing.T) {
+			words := strings.Fields(tc.line)
+			if strings.HasSuffix(tc.line, " ") {
+				words = append(words, "")
+			}
+			var q []string
+			for _, w := range words {
+				q = append(q, "'"+w+"'")
+			}
+			prog := "source " + file + "; COMP_WORDS=(" + strings.Join(q, " ") + "); COMP_CWORD=" + strconv.Itoa(len(words)-1) +
+				`; _privnix; printf '%s\n' "${COMPREPLY[@]}"`
+			out, err := exec.Command("bash", "--norc", "-c", prog).CombinedOutput()
+			if err != nil {
+				t.Fatalf("bash: %v\n%s", err, out)
+			}
+			got := strings.Fields(string(out))
+			for _, w := range tc.want {
+				if !slices.Contains(got, w) {
+					t.Errorf("completions %q lack %q", got, w)
+				}
+			}
+			for _, w := range tc.not {
+				if slices.Contains(got, w) {
+					t.Errorf("completions %q include %q", got, w)
+				}
+			}
+		})
+	}
+}
+
+func TestCompletionZshAndErrors(t *testing.T) {
+	var cli CLI
+	p, err := kong.New(&cli, kong.Name("privnix"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var z bytes.Buffer
+	if err := (&CompleteCmd{Shell: "zsh"}).run(&z, p.Model.Node); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"#compdef privnix\n", "bashcompinit", "complete -o default -F _privnix privnix\n"} {
+		if !strings.Contains(z.String(), want) {
+			t.Errorf("zsh script lacks %q", want)
+		}
+	}
+	if err := (&CompleteCmd{Shell: "fish"}).run(&z, p.Model.Node); err == nil {
+		t.Error("completion for fish: no error")
+	}
+	if _, err := p.Parse([]string{"completion", "fish"}); err == nil {
+		t.Error("kong accepted `completion fish`")
 	}
 }
