@@ -14,7 +14,7 @@ import (
 
 // SetupCmd is `privnix setup`.
 type SetupCmd struct {
-	BuildUsers  int    `name:"build-users" default:"32" placeholder:"N" help:"How many build users GROUP1..GROUPN to have (the Nix installer makes 32; at least max-jobs)."`
+	BuildUsers  int    `name:"build-users" default:"32" placeholder:"N" help:"How many build users GROUP1..GROUPN to have (default: ${default}, as the Nix installer; at least max-jobs)."`
 	Group       string `placeholder:"NAME" help:"The build users group (default: build-users-group from nix.conf, else nixbld)."`
 	SocketGroup string `name:"socket-group" placeholder:"GROUP" help:"Restrict the daemon socket to members of GROUP (socket directory root:GROUP 0750; GROUP is created if missing). Without it the directory is root:root 0755, or stays as an earlier --socket-group left it."`
 	FixExisting bool   `name:"fix-existing" help:"Also repair existing build users (other groups, login shell, home) and remove non-build users from the build users group; without it they are only reported."`
