@@ -15,7 +15,9 @@ import (
 	"sync"
 	"time"
 
+	"privnix/monitor/storefs"
 	"privnix/nix/conf"
+	"privnix/nix/narinfo"
 )
 
 // NixVersion is the Nix version privnix reports to clients in the handshake
@@ -39,7 +41,14 @@ type Monitor struct {
 	log     *slog.Logger
 	spawner *spawner
 	feUIDs  *uidPool
+	spUIDs  *uidPool
 	pool    *frontendPool
+
+	store       *storeState
+	fs          *storefs.Store
+	roots       *rootSet
+	locks       *pathLocks
+	trustedKeys []narinfo.PublicKey
 
 	mu      sync.Mutex
 	perUser map[uint32]int        // live connections per client uid; guarded by mu
@@ -87,7 +96,28 @@ func newMonitor(cfg Config) (*Monitor, error) {
 	m.spawner = newSpawner(bins, m.log)
 	r := cfg.Settings.FrontendUIDs
 	m.feUIDs = newUIDPool(r.Lo, r.Hi)
+	r = cfg.Settings.StoreprocUIDs
+	m.spUIDs = newUIDPool(r.Lo, r.Hi)
 	m.pool = newFrontendPool(m, int(cfg.Settings.FrontendPool))
+	m.roots = newRootSet()
+	m.locks = newPathLocks()
+	for _, k := range cfg.Settings.TrustedPublicKeys {
+		pk, err := narinfo.ParsePublicKey(k)
+		if err != nil {
+			m.log.Warn("ignoring a trusted-public-keys entry that is not a key", "entry", k, "err", err)
+			continue
+		}
+		m.trustedKeys = append(m.trustedKeys, pk)
+	}
+	if m.fs, err = storefs.Open(cfg.Paths.StoreDir, cfg.Paths.StagingDir()); err != nil {
+		return nil, err
+	}
+	if err := m.fs.RemoveStaging(); err != nil {
+		return nil, fmt.Errorf("removing leftover staging directories: %w", err)
+	}
+	if m.store, err = openStore(m); err != nil {
+		return nil, err
+	}
 	return m, nil
 }
 
@@ -122,4 +152,5 @@ func (m *Monitor) shutdown() {
 		s.fe.kill()
 	}
 	m.pool.drain()
+	m.store.close()
 }

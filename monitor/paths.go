@@ -42,6 +42,12 @@ func (p Paths) ConfFile() string { return filepath.Join(p.ConfDir, "nix.conf") }
 // PrivnixConfFile holds privnix's own settings (privnix-*), read after nix.conf.
 func (p Paths) PrivnixConfFile() string { return filepath.Join(p.ConfDir, "privnix.conf") }
 
+// StagingDir is where uploads and build outputs are staged before sealing:
+// root-owned 0700, inside the store directory itself so that a sealed tree is
+// renamed into place (never across a mount, even when the store is a bind
+// mount); a name starting with '.' is never a store path.
+func (p Paths) StagingDir() string { return filepath.Join(p.StoreDir, ".privnix-staging") }
+
 // DBDir is where the monitor keeps its Badger database.
 func (p Paths) DBDir() string { return filepath.Join(p.StateDir, "db", "privnix") }
 

@@ -31,6 +31,7 @@ type session struct {
 	trusted bool
 	fe      *child
 	log     *slog.Logger
+	ups     uploads
 }
 
 func (m *Monitor) serveClient(ctx context.Context, c *net.UnixConn) {
@@ -69,6 +70,7 @@ func (m *Monitor) serveClient(ctx context.Context, c *net.UnixConn) {
 	defer m.track(s, false)
 	s.serve()
 	m.pool.release(fe)
+	s.end()
 }
 
 // bind hands the client's socket to the frontend with the session the monitor
@@ -107,19 +109,45 @@ func (s *session) serve() {
 			closeFiles(fds)
 			return
 		}
-		ans, ansFds, err := dispatch(s, req, fds)
+		rep, err := dispatch(s, req, fds)
 		closeFiles(fds)
 		if err != nil {
 			s.log.Warn("frontend killed: request refused as a protocol violation", "kind", req.Kind(), "err", err)
 			return
 		}
-		err = s.fe.conn.Send(ans, ansFds...)
-		closeFiles(ansFds)
+		err = s.send(rep)
+		closeFiles(rep.fds)
 		if err != nil {
 			s.log.Error("answering the frontend failed", "kind", req.Kind(), "err", err)
 			return
 		}
 	}
+}
+
+// end drops what the connection held: its uploads in flight and its
+// temporary roots.
+func (s *session) end() {
+	s.ups.mu.Lock()
+	ups := s.ups.byID
+	s.ups.byID = nil
+	s.ups.mu.Unlock()
+	for _, up := range ups {
+		s.abandon(up)
+	}
+	s.m.roots.dropSession(s)
+}
+
+func (s *session) send(rep reply) error {
+	for i, m := range rep.msgs {
+		var fds []*os.File
+		if i == len(rep.msgs)-1 {
+			fds = rep.fds
+		}
+		if err := s.fe.conn.Send(m, fds...); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (m *Monitor) track(s *session, live bool) {

@@ -44,7 +44,7 @@ type binaries map[role]*os.File
 
 func openBinaries(dir string, requireRootOwned bool) (binaries, error) {
 	b := binaries{}
-	for r, name := range map[role]string{roleFrontend: "privnix-frontend"} {
+	for r, name := range map[role]string{roleFrontend: "privnix-frontend", roleStoreProc: "privnix-storeproc"} {
 		f, err := os.Open(dir + "/" + name)
 		if err != nil {
 			return nil, fmt.Errorf("opening the %s binary: %w", r, err)

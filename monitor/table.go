@@ -18,10 +18,12 @@ import (
 // database → answer.
 var table = map[msg.Kind]route{
 	//                         from           flags     handler
-	msg.KindIsValidPath:   {roleFrontend, flagRO, notYet},
-	msg.KindQueryPathInfo: {roleFrontend, flagRO, notYet},
-	msg.KindQueryPaths:    {roleFrontend, flagRO, notYet},
-	msg.KindAddTempRoot:   {roleFrontend, 0, notYet},
+	msg.KindIsValidPath:   {roleFrontend, flagRO, handleIsValidPath},
+	msg.KindQueryPathInfo: {roleFrontend, flagRO, handleQueryPathInfo},
+	msg.KindQueryPaths:    {roleFrontend, flagRO, handleQueryPaths},
+	msg.KindAddTempRoot:   {roleFrontend, 0, handleAddTempRoot},
+	msg.KindBeginUpload:   {roleFrontend, 0, handleBeginUpload},
+	msg.KindFinishUpload:  {roleFrontend, 0, handleFinishUpload},
 }
 
 type flags uint8
@@ -33,7 +35,16 @@ const (
 
 // A handler answers one request. It returns an error only for a protocol
 // violation; a refusal or a failure is an answer (msg.Error).
-type handler func(s *session, req msg.Message, fds []*os.File) (msg.Message, []*os.File, error)
+type handler func(s *session, req msg.Message, fds []*os.File) (reply, error)
+
+// reply is a handler's answer: usually one message; a long list is several
+// (msg.Paths with More). Fds ride on the last message.
+type reply struct {
+	msgs []msg.Message
+	fds  []*os.File
+}
+
+func answer(m msg.Message, fds ...*os.File) reply { return reply{msgs: []msg.Message{m}, fds: fds} }
 
 type route struct {
 	from   role
@@ -41,13 +52,13 @@ type route struct {
 	handle handler
 }
 
-func dispatch(s *session, req msg.Message, fds []*os.File) (msg.Message, []*os.File, error) {
+func dispatch(s *session, req msg.Message, fds []*os.File) (reply, error) {
 	r, ok := table[req.Kind()]
 	if !ok || r.from != s.fe.role {
-		return nil, nil, fmt.Errorf("%v is not a request a %s may send", req.Kind(), s.fe.role)
+		return reply{}, fmt.Errorf("%v is not a request a %s may send", req.Kind(), s.fe.role)
 	}
 	if r.flags&flagTrusted != 0 && !s.trusted {
-		return refuse("you are not privileged to do this (not in 'trusted-users')"), nil, nil
+		return answer(refuse("you are not privileged to do this (not in 'trusted-users')")), nil
 	}
 	return r.handle(s, req, fds)
 }
@@ -57,6 +68,8 @@ func refuse(message string) msg.Message {
 	return &msg.Error{Class: msg.ClassPolicy, Message: message}
 }
 
-func notYet(s *session, req msg.Message, _ []*os.File) (msg.Message, []*os.File, error) {
-	return &msg.Error{Class: msg.ClassUnsupported, Message: fmt.Sprintf("%v is not implemented by privnixd yet", req.Kind())}, nil, nil
+// failed is an internal error: logged in full, the client gets a short text.
+func (s *session) failed(what string, err error) reply {
+	s.log.Error(what, "err", err)
+	return answer(&msg.Error{Class: msg.ClassInternal, Message: what + " failed in privnixd; see its log"})
 }

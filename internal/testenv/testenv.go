@@ -116,7 +116,7 @@ func NewStore(t testing.TB, nixConf string) *Store {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { os.RemoveAll(root) })
+	t.Cleanup(func() { chmodWritable(root); os.RemoveAll(root) })
 	os.Chmod(root, 0o755)
 	s := &Store{
 		Root:     root,
@@ -143,6 +143,34 @@ func (s *Store) SetPrivnixConf(t testing.TB, text string) {
 	if err := os.WriteFile(filepath.Join(s.ConfDir, "privnix.conf"), []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// Reset empties the store, state and log directories (keeping their paths),
+// so a second daemon can run the same scenario on the same store directory:
+// store paths depend on it.
+func (s *Store) Reset(t testing.TB) {
+	t.Helper()
+	for _, d := range []string{s.StoreDir, filepath.Join(s.Root, "var"), filepath.Join(s.Root, "home")} {
+		chmodWritable(d)
+		if err := os.RemoveAll(d); err != nil {
+			t.Fatalf("resetting %s: %v", d, err)
+		}
+	}
+	for _, d := range []string{s.StoreDir, s.StateDir, s.LogDir, filepath.Dir(s.SocketPath)} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// chmodWritable makes read-only store trees removable.
+func chmodWritable(dir string) {
+	filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
+		if err == nil && fi.IsDir() {
+			os.Chmod(p, 0o755)
+		}
+		return nil
+	})
 }
 
 // Env is the environment that points a Nix client or daemon at this store.

@@ -1,0 +1,139 @@
+package monitor
+
+import (
+	"os"
+
+	"privnix/ipc/msg"
+	"privnix/monitor/storedb"
+	"privnix/nix/storepath"
+)
+
+// Read-only requests: database reads, answered for any allowed user (Nix
+// lets every connected user query the whole store).
+
+func handleIsValidPath(s *session, req msg.Message, _ []*os.File) (reply, error) {
+	p, err := s.path(req.(*msg.IsValidPath).Path)
+	if err != nil {
+		return reply{}, err
+	}
+	var ok bool
+	if err := s.m.store.with(func(db *storedb.DB) (e error) { ok, e = db.IsValid(p); return }); err != nil {
+		return s.failed("IsValidPath", err), nil
+	}
+	return answer(&msg.Bool{V: ok}), nil
+}
+
+func handleQueryPathInfo(s *session, req msg.Message, _ []*os.File) (reply, error) {
+	p, err := s.path(req.(*msg.QueryPathInfo).Path)
+	if err != nil {
+		return reply{}, err
+	}
+	var info storedb.PathInfo
+	var ok bool
+	if err := s.m.store.with(func(db *storedb.DB) (e error) { info, ok, e = db.PathInfo(p); return }); err != nil {
+		return s.failed("QueryPathInfo", err), nil
+	}
+	if !ok {
+		return answer(&msg.Error{Class: msg.ClassNotValid, Message: "path '" + s.m.store.dir.String(p) + "' is not valid"}), nil
+	}
+	return answer(s.toMsgInfo(info)), nil
+}
+
+func handleQueryPaths(s *session, req msg.Message, _ []*os.File) (reply, error) {
+	q := req.(*msg.QueryPaths)
+	ps, err := s.paths(q.Paths)
+	if err != nil {
+		return reply{}, err
+	}
+	var out []storepath.Path
+	err = s.m.store.with(func(db *storedb.DB) (e error) {
+		switch q.Op {
+		case msg.PathsValid:
+			out, e = db.ValidAmong(ps)
+		case msg.PathsReferrers:
+			out, e = db.Referrers(ps[0])
+		case msg.PathsValidDerivers:
+			out, e = db.ValidDerivers(ps[0])
+		case msg.PathsByHashPart:
+			var p storepath.Path
+			var ok bool
+			if p, ok, e = db.ByHashPart(q.HashPart); ok {
+				out = []storepath.Path{p}
+			}
+		case msg.PathsAll:
+			out, e = db.AllValid()
+		}
+		return e
+	})
+	if err != nil {
+		return s.failed("QueryPaths", err), nil
+	}
+	return s.pathsReply(out), nil
+}
+
+// pathsReply splits a list into frames that fit (msg.Paths with More).
+func (s *session) pathsReply(ps []storepath.Path) reply {
+	const budget = msg.MaxBody / 2
+	var rep reply
+	cur := &msg.Paths{}
+	size := 0
+	for _, p := range ps {
+		abs := s.m.store.dir.String(p)
+		if len(cur.Paths) == msg.MaxPaths || size+len(abs)+8 > budget {
+			cur.More = true
+			rep.msgs = append(rep.msgs, cur)
+			cur, size = &msg.Paths{}, 0
+		}
+		cur.Paths = append(cur.Paths, msg.StorePath(abs))
+		size += len(abs) + 8
+	}
+	rep.msgs = append(rep.msgs, cur)
+	return rep
+}
+
+func handleAddTempRoot(s *session, req msg.Message, _ []*os.File) (reply, error) {
+	p, err := s.path(req.(*msg.AddTempRoot).Path)
+	if err != nil {
+		return reply{}, err
+	}
+	s.m.roots.addTemp(s, p)
+	return answer(&msg.OK{}), nil
+}
+
+// path parses a store path the frontend sent. ipc already checked it lies in
+// the store directory, so a failure here is a protocol violation.
+func (s *session) path(p msg.StorePath) (storepath.Path, error) {
+	return s.m.store.dir.Parse(string(p))
+}
+
+func (s *session) paths(ps msg.StorePaths) ([]storepath.Path, error) {
+	out := make([]storepath.Path, 0, len(ps))
+	for _, p := range ps {
+		sp, err := s.path(p)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, sp)
+	}
+	return out, nil
+}
+
+func (s *session) toMsgInfo(i storedb.PathInfo) *msg.PathInfo {
+	d := s.m.store.dir
+	out := &msg.PathInfo{
+		Path:             msg.StorePath(d.String(i.Path)),
+		NarHash:          i.NarHash.String(),
+		RegistrationTime: i.RegistrationTime,
+		NarSize:          i.NarSize,
+		Ultimate:         i.Ultimate,
+		Sigs:             i.Sigs,
+		CA:               i.CA,
+	}
+	if !i.Deriver.IsZero() {
+		out.Deriver = msg.StorePath(d.String(i.Deriver))
+	}
+	for _, r := range i.References {
+		out.References = append(out.References, msg.StorePath(d.String(r)))
+	}
+	return out
+}
