@@ -87,4 +87,3 @@ func (st *storeState) close() {
 	defer st.mu.Unlock()
 	st.db.Close()
 }
-

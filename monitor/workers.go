@@ -43,8 +43,8 @@ func (m *Monitor) releaseWorker(c *child) {
 // pathLocks serialise work on one store path across all connections, so that
 // two clients adding the same path at once both succeed with one copy kept.
 type pathLocks struct {
-	mu    sync.Mutex
-	held  map[storepath.Path]*pathLock // guarded by mu
+	mu   sync.Mutex
+	held map[storepath.Path]*pathLock // guarded by mu
 }
 
 type pathLock struct {
