@@ -52,6 +52,7 @@ func shellQuote(s string) string {
 // the problems it will not fix by itself (each with what to do).
 type Plan struct {
 	Group    string
+	storeDir string
 	Actions  []Action
 	Problems []string
 	Notes    []string
@@ -106,7 +107,7 @@ func PlanSetup(s *conf.Settings, p Paths, o SetupOptions) (*Plan, error) {
 	if o.BuildUsers < 0 {
 		return nil, fmt.Errorf("--build-users %d: must not be negative", o.BuildUsers)
 	}
-	pl := &Plan{Group: buildGroup(s, o.Group)}
+	pl := &Plan{Group: buildGroup(s, o.Group), storeDir: p.StoreDir}
 	if s.BuildUsersGroup != "" && o.Group != "" && o.Group != s.BuildUsersGroup {
 		pl.Notes = append(pl.Notes, fmt.Sprintf("nix.conf says build-users-group = %s, but --group is %s: privnixd will use %s",
 			s.BuildUsersGroup, o.Group, s.BuildUsersGroup))
@@ -302,6 +303,10 @@ func (pl *Plan) planDir(d dirSpec) error {
 	}
 	if st.UID != 0 || st.GID != wantGID {
 		pl.do(d.why, "chown", owner, d.path)
+	}
+	if d.path == pl.storeDir && st.Mode&0o020 != 0 {
+		pl.Notes = append(pl.Notes, fmt.Sprintf("%s was group-writable, as Nix makes it for its build users: nix-daemon cannot build once it is 0755, "+
+			"so stop it for good (systemctl disable --now nix-daemon.socket nix-daemon.service) and use privnixd", d.path))
 	}
 	if st.Mode != d.mode {
 		pl.do(d.why, "chmod", octal(d.mode), d.path)

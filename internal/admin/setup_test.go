@@ -195,6 +195,10 @@ func TestSetupFixesDirectories(t *testing.T) {
 				t.Fatal(err)
 			}
 			pl := loadFor(t, s)
+			if nixLayout := tc.mode&0o020 != 0 && tc.path == s.Paths.StoreDir; nixLayout !=
+				slices.ContainsFunc(pl.Notes, func(n string) bool { return strings.Contains(n, "nix-daemon cannot build") }) {
+				t.Errorf("notes %q: the note about nix-daemon must appear exactly when the store was group-writable", pl.Notes)
+			}
 			for _, w := range tc.want {
 				if !slices.ContainsFunc(pl.Actions, func(a Action) bool { return a.String() == w+" "+tc.path }) {
 					t.Errorf("plan %v lacks %q", pl.Actions, w+" "+tc.path)

@@ -148,6 +148,8 @@ func TestUnitSettings(t *testing.T) {
 		{svc, "ReadWritePaths", "/sys/fs/cgroup"},
 		{svc, "ProtectHome", "read-only"},
 		{svc, "PrivateTmp", "yes"},
+		{svc, "RuntimeDirectory", "privnix"},
+		{svc, "RuntimeDirectoryMode", "0700"},
 		{svc, "ProtectControlGroups", "no"},
 		{svc, "Environment", ""},
 		{svc, "LockPersonality", ""},         // i686 builds
