@@ -101,6 +101,12 @@ func samples() []msg.Message {
 		&msg.FinishUpload{ID: 1, Written: 42},
 		&msg.StoreJob{Format: msg.FormatFlat, MaxBytes: 42},
 		&msg.Staged{NarSize: 42, Bytes: 42},
+		&msg.BuildJob{Builder: "/bin/sh", Args: msg.Strings{"-c", "echo > $out"}, Env: msg.KVs{{Key: "out", Value: string(testP1)}},
+			InputPaths: msg.StorePaths{testP2}, Outputs: msg.BuildOutputs{{Name: "out", Path: testP1}}, StoreDir: testDir,
+			UID: 30001, GID: 30000, Sandbox: msg.SandboxOn, BuildTop: "/build"},
+		&msg.BuildJobMore{InputPaths: msg.StorePaths{testP2}},
+		&msg.SandboxReady{},
+		&msg.SandboxFailed{Stage: "pivot-root", Errno: 22, Message: "invalid argument"},
 	}
 }
 

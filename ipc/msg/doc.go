@@ -15,7 +15,7 @@
 //	0x0200–0x02ff  frontend ↔ monitor                          (frontend.go)
 //	               uploads, 0x0210–0x022f                      (store.go)
 //	0x0300–0x03ff  storeproc ↔ monitor                         (store.go)
-//	0x0400–0x04ff  buildproc ↔ monitor                         (reserved)
+//	0x0400–0x04ff  buildproc ↔ monitor                         (build.go)
 //
 // Each channel file starts with a sequence diagram, then its Kind block, then
 // one struct per kind, then its registry table.

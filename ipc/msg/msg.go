@@ -71,6 +71,7 @@ var channels = [][]Spec{
 	frontendTable,
 	sessionTable,
 	storeTable,
+	buildTable,
 }
 
 var registry = buildRegistry(channels)
