@@ -153,3 +153,7 @@ func (c *Client) QueryPathInfo(path string) (*wire.UnkeyedValidPathInfo, error) 
 	info, err := wire.ReadUnkeyedValidPathInfo(c.r, c.V)
 	return &info, err
 }
+
+// SetDeadline sets the read and write deadline of the connection (zero: none),
+// so that a load generator cannot hang on a daemon that stopped answering.
+func (c *Client) SetDeadline(t time.Time) error { return c.conn.SetDeadline(t) }
