@@ -19,10 +19,15 @@ type doctorFixture struct {
 	libexec string
 }
 
-func newDoctorFixture(t *testing.T) *doctorFixture {
+// newDoctorFixture makes the fixture; with group == "" it makes a build
+// users group of its own (for cases that change users), else it uses group's.
+func newDoctorFixture(t *testing.T, group string) *doctorFixture {
 	t.Helper()
-	g := uniqueName("pnxc")
-	removeAfter(t, buildUserNames(g, 2), g)
+	g := group
+	if g == "" {
+		g = uniqueName("pnxc")
+		removeAfter(t, buildUserNames(g, 2), g)
+	}
 	s := newTestStore(t, "build-users-group = "+g+"\nmax-jobs = 2\n", "")
 	s.setup(t, SetupOptions{BuildUsers: 2})
 	bin := t.TempDir()
@@ -67,8 +72,13 @@ func ids(r *Report) []string {
 // expects doctor to report exactly that, with a message and a fix.
 func TestDoctorFindsEachProblem(t *testing.T) {
 	requireRoot(t)
+	// Cases that do not change users share one build users group.
+	shared := uniqueName("pnxc")
+	removeAfter(t, buildUserNames(shared, 2), shared)
+	newDoctorFixture(t, shared)
+	const ownUsers = "own-users: "
 	for _, tc := range []struct {
-		name    string
+		name    string // ownUsers prefix: the case changes users, so it gets a group of its own
 		breakIt func(t *testing.T, f *doctorFixture)
 		want    []string // check ids; empty = doctor passes
 	}{
@@ -87,7 +97,7 @@ func TestDoctorFindsEachProblem(t *testing.T) {
 			newGroup(t, e)
 			f.conf(t, "build-users-group = "+e+"\n", "")
 		}, []string{"build-group-empty"}},
-		{"a person in the build users group", func(t *testing.T, f *doctorFixture) {
+		{ownUsers + "a person in the build users group", func(t *testing.T, f *doctorFixture) {
 			p := uniqueName("pnxp")
 			newGroup(t, p)
 			newUser(t, p, p, "/bin/bash", f.group)
@@ -95,15 +105,15 @@ func TestDoctorFindsEachProblem(t *testing.T) {
 		{"fewer build users than max-jobs", func(t *testing.T, f *doctorFixture) {
 			f.conf(t, "build-users-group = "+f.group+"\nmax-jobs = 5\n", "")
 		}, []string{"build-users-too-few"}},
-		{"build user in another group", func(t *testing.T, f *doctorFixture) {
+		{ownUsers + "build user in another group", func(t *testing.T, f *doctorFixture) {
 			o := uniqueName("pnxo")
 			newGroup(t, o)
 			run(t, "usermod", "--append", "--groups", o, f.group+"1")
 		}, []string{"build-user-other-groups"}},
-		{"build user with a login shell", func(t *testing.T, f *doctorFixture) {
+		{ownUsers + "build user with a login shell", func(t *testing.T, f *doctorFixture) {
 			run(t, "usermod", "--shell", "/bin/bash", f.group+"1")
 		}, []string{"build-user-login"}},
-		{"build user with a home", func(t *testing.T, f *doctorFixture) {
+		{ownUsers + "build user with a home", func(t *testing.T, f *doctorFixture) {
 			run(t, "usermod", "--home", "/home/"+f.group+"2", f.group+"2")
 		}, []string{"build-user-login"}},
 		{"store not owned by root", func(t *testing.T, f *doctorFixture) {
@@ -182,8 +192,12 @@ func TestDoctorFindsEachProblem(t *testing.T) {
 			f.conf(t, f.baseConf(), "privnix-build-uids = "+itoa(u.UID)+"-"+itoa(u.UID+1)+"\n")
 		}, []string{"uid-range-overlap"}},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			f := newDoctorFixture(t)
+		t.Run(strings.TrimPrefix(tc.name, ownUsers), func(t *testing.T) {
+			group := shared
+			if strings.HasPrefix(tc.name, ownUsers) {
+				group = ""
+			}
+			f := newDoctorFixture(t, group)
 			tc.breakIt(t, f)
 			r, err := Doctor(f.Getenv, f.opts)
 			if err != nil {
