@@ -15,8 +15,9 @@ package storedb
 //   - for every v/P and every reference R of P: v/R exists and r/R/P exists;
 //   - every r/R/P has v/P listing R among its references;
 //   - every d/D/O has v/D and a matching o/<out>/D, and every o/X/D a matching d/D/O;
-//   - a path may be both valid and pending only between RegisterValid's commit and
-//     never: RegisterValid deletes p/P in the transaction that writes v/P.
+//   - RegisterValid deletes p/P in the transaction that writes v/P, so after a
+//     crash a pending path that is not valid is exactly one whose tree may have
+//     been renamed into the store but never registered.
 //
 // The hash-part index is the key order itself: ByHashPart seeks to "v/<hash part>-".
 //
