@@ -53,12 +53,18 @@ func shellQuote(s string) string {
 type Plan struct {
 	Group    string
 	storeDir string
+	fixing   map[string]bool // directories this plan chowns or chmods
 	Actions  []Action
 	Problems []string
 	Notes    []string
 }
 
-func (pl *Plan) do(why string, cmd ...string) { pl.Actions = append(pl.Actions, Action{why, cmd}) }
+func (pl *Plan) do(why string, cmd ...string) {
+	pl.Actions = append(pl.Actions, Action{why, cmd})
+	if cmd[0] == "chown" || cmd[0] == "chmod" {
+		pl.fixing[cmd[len(cmd)-1]] = true
+	}
+}
 
 // dirSpec is a directory the set-up wants, with its owner and mode.
 type dirSpec struct {
@@ -107,10 +113,14 @@ func PlanSetup(s *conf.Settings, p Paths, o SetupOptions) (*Plan, error) {
 	if o.BuildUsers < 0 {
 		return nil, fmt.Errorf("--build-users %d: must not be negative", o.BuildUsers)
 	}
-	pl := &Plan{Group: buildGroup(s, o.Group), storeDir: p.StoreDir}
+	pl := &Plan{Group: buildGroup(s, o.Group), storeDir: p.StoreDir, fixing: map[string]bool{}}
 	if s.BuildUsersGroup != "" && o.Group != "" && o.Group != s.BuildUsersGroup {
 		pl.Notes = append(pl.Notes, fmt.Sprintf("nix.conf says build-users-group = %s, but --group is %s: privnixd will use %s",
 			s.BuildUsersGroup, o.Group, s.BuildUsersGroup))
+	}
+	if s.BuildUsersGroup != "" && uint64(o.BuildUsers) < uint64(s.MaxJobs) {
+		pl.Notes = append(pl.Notes, fmt.Sprintf("max-jobs is %d but there will be %d build users: builds beyond that wait for a free one (--build-users %d)",
+			s.MaxJobs, o.BuildUsers, s.MaxJobs))
 	}
 	acc := newAccounts()
 	if err := pl.planGroup(acc, o); err != nil {
@@ -260,7 +270,13 @@ func (pl *Plan) planDirs(acc accounts, p Paths, o SetupOptions) error {
 	if err != nil {
 		return err
 	}
+	unsafe, _, err := unsafeAncestor(link)
+	if err != nil {
+		return err
+	}
 	switch {
+	case unsafe != "":
+		// planDir already said so.
 	case !st.Exists:
 		pl.do("profiles are GC roots", "ln", "-s", target, link)
 	case !st.Symlink:
@@ -274,6 +290,18 @@ func (pl *Plan) planDirs(acc accounts, p Paths, o SetupOptions) error {
 }
 
 func (pl *Plan) planDir(d dirSpec) error {
+	// Beneath a directory someone else can write, a path checked now could be a
+	// symlink by the time chown runs: touch nothing there.
+	if dir, ast, err := unsafeAncestor(d.path); err != nil {
+		return err
+	} else if dir != "" && pl.fixing[dir] {
+		pl.Notes = append(pl.Notes, fmt.Sprintf("%s is fixed first: run setup again for %s", dir, d.path))
+		return nil
+	} else if dir != "" {
+		pl.Problems = append(pl.Problems, fmt.Sprintf("%s is owned by uid %d with mode %s: it can be changed by someone other than root, so setup does not work beneath it (%s); fix: chown root %s && chmod go-w %s",
+			dir, ast.UID, octal(ast.Mode), d.path, dir, dir))
+		return nil
+	}
 	st, err := stat(d.path)
 	if err != nil {
 		return err

@@ -205,7 +205,7 @@ func TestSetupFixesDirectories(t *testing.T) {
 				}
 			}
 			s.setup(t, SetupOptions{BuildUsers: 2})
-			if again := loadFor(t, s); len(again.Actions) != 0 {
+			if again := loadFor(t, s); len(again.Actions) != 0 || len(again.Problems) != 0 {
 				t.Errorf("after setup: %v", again.Actions)
 			}
 		})
@@ -227,5 +227,33 @@ func TestSetupChecksRanges(t *testing.T) {
 		return strings.Contains(p, "privnix-frontend-uids") && strings.Contains(p, u)
 	}) {
 		t.Fatalf("problems %q: want privnix-frontend-uids overlapping %s", pl.Problems, u)
+	}
+}
+
+// Setup refuses to work beneath a directory someone else can write, and
+// says so; with max-jobs above the build users it notes the wait.
+func TestSetupUnsafeParentAndNotes(t *testing.T) {
+	requireRoot(t)
+	g := uniqueName("pnxy")
+	s := newTestStore(t, "build-users-group = "+g+"\nmax-jobs = 4\n", "")
+	removeAfter(t, buildUserNames(g, 2), g)
+	parent := filepath.Dir(s.Paths.StateDir) // <root>/var
+	if err := os.MkdirAll(parent, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	chown(t, parent, 65534, 65534)
+	pl := loadFor(t, s)
+	if !slices.ContainsFunc(pl.Problems, func(p string) bool {
+		return strings.HasPrefix(p, parent+" is owned by uid 65534") && strings.Contains(p, "setup does not work beneath it")
+	}) {
+		t.Errorf("problems %q: want one about %s", pl.Problems, parent)
+	}
+	for _, a := range pl.Actions {
+		if strings.HasPrefix(a.Cmd[len(a.Cmd)-1], parent+"/") {
+			t.Errorf("plan works beneath %s: %s", parent, a)
+		}
+	}
+	if !slices.ContainsFunc(pl.Notes, func(n string) bool { return strings.Contains(n, "max-jobs is 4 but there will be 2 build users") }) {
+		t.Errorf("notes %q: want the max-jobs note", pl.Notes)
 	}
 }

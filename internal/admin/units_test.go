@@ -205,3 +205,33 @@ func TestUnitSecurityScore(t *testing.T) {
 	}
 	t.Logf("systemd-analyze security: %.1f", score)
 }
+
+// install.sh puts both units in place (DESTDIR: files only, no systemctl);
+// --dry-run only prints.
+func TestInstallScript(t *testing.T) {
+	for _, dry := range []bool{false, true} {
+		dest := t.TempDir()
+		args := []string{filepath.Join(unitDir(t), "install.sh")}
+		if dry {
+			args = append(args, "--dry-run")
+		}
+		cmd := exec.Command("sh", args...)
+		cmd.Env = append(os.Environ(), "DESTDIR="+dest, "UNITDIR=/etc/systemd/system")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("install.sh (dry run %v): %v\n%s", dry, err, out)
+		}
+		for _, u := range []string{"privnix-daemon.socket", "privnix-daemon.service"} {
+			fi, err := os.Stat(filepath.Join(dest, "etc/systemd/system", u))
+			switch {
+			case dry && err == nil:
+				t.Errorf("--dry-run installed %s", u)
+			case !dry && (err != nil || fi.Mode().Perm() != 0o644):
+				t.Errorf("%s: %v, mode %v; want it installed 0644", u, err, fi)
+			}
+		}
+		if strings.Contains(string(out), "systemctl") {
+			t.Errorf("with DESTDIR, install.sh ran or planned systemctl:\n%s", out)
+		}
+	}
+}
