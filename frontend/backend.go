@@ -46,6 +46,11 @@ type Backend interface {
 	AddToStore(ctx context.Context, req AddToStoreRequest, data io.Reader) (wire.ValidPathInfo, error)
 	// AddToStoreNar imports a NAR with metadata the client claims.
 	AddToStoreNar(ctx context.Context, req AddToStoreNarRequest, nar io.Reader) error
+	// BuildPaths realises targets (BuildPaths 9 and BuildPathsWithResults 46):
+	// one result per target, in order. A failure to realise one target is a
+	// result, not an error.
+	BuildPaths(ctx context.Context, targets []wire.DerivedPath, mode uint64) ([]wire.KeyedBuildResult, error)
+
 	// NarFromPath writes the path's NAR serialisation to w.
 	NarFromPath(ctx context.Context, path string, w io.Writer) error
 }

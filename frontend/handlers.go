@@ -445,12 +445,12 @@ func opVerifyStore(c *conn) error {
 // Builds and realisations: decoded in full, not implemented yet.
 
 func opBuildPaths(c *conn) error {
-	if _, err := c.derivedPaths(); err != nil {
+	targets, err := c.derivedPaths()
+	if err != nil {
 		return err
 	}
 	mode := wire.BuildNormal
 	if c.v.AtLeast(15) {
-		var err error
 		if mode, err = wire.ReadBuildMode(c.r); err != nil {
 			return err
 		}
@@ -458,7 +458,28 @@ func opBuildPaths(c *conn) error {
 	if mode == wire.BuildRepair && !c.sess.Trusted {
 		return errClose{Errorf("repairing is not allowed because you are not in 'trusted-users'")}
 	}
-	return c.notImplemented()
+	if err := c.begin(); err != nil {
+		return err
+	}
+	results, err := c.b.BuildPaths(c.opContext(), targets, mode)
+	if err != nil {
+		return err
+	}
+	if c.op.name == "BuildPathsWithResults" {
+		return c.reply(func(w *wire.Writer) {
+			w.U64(uint64(len(results)))
+			for _, r := range results {
+				wire.WriteKeyedBuildResult(w, c.v, slices.Contains(c.features, wire.FeatureRealisationWithPathNotHash), r)
+			}
+		})
+	}
+	// BuildPaths (9) answers 1, or fails with the first failure's message.
+	for _, r := range results {
+		if !r.Succeeded() {
+			return &Error{Msg: r.ErrorMsg, Status: 1}
+		}
+	}
+	return c.reply(func(w *wire.Writer) { w.U64(1) })
 }
 
 func opBuildDerivation(c *conn) error {

@@ -1,6 +1,7 @@
 package frontend
 
 import (
+	"fmt"
 	"bytes"
 	"context"
 	"crypto/md5"
@@ -330,4 +331,19 @@ func (m *memStore) NarFromPath(ctx context.Context, p string, w io.Writer) error
 	}
 	_, err := w.Write(nar)
 	return err
+}
+
+// BuildPaths realises only what is already there: this store cannot build.
+func (m *memStore) BuildPaths(ctx context.Context, targets []wire.DerivedPath, mode uint64) ([]wire.KeyedBuildResult, error) {
+	var out []wire.KeyedBuildResult
+	for _, t := range targets {
+		r := wire.KeyedBuildResult{Path: t}
+		if _, ok := m.info(t.Path); ok && !t.Built {
+			r.Status = 2 // AlreadyValid
+		} else {
+			r.Status, r.ErrorMsg = 14, fmt.Sprintf("path '%s' is required, but there is no substituter that can build it", t.Path)
+		}
+		out = append(out, r)
+	}
+	return out, nil
 }

@@ -191,6 +191,8 @@ func handleFinishUpload(s *session, req msg.Message, _ []*os.File) (reply, error
 	if up == nil {
 		return reply{}, fmt.Errorf("FinishUpload of unknown upload %d", f.ID)
 	}
+	// The staging directory goes in every case: after a commit it is empty.
+	defer s.discard(up)
 	staged, werr := awaitStaged(up.worker)
 	// Whatever it said, the worker is done: kill its PID namespace before
 	// touching what it wrote, so no process of its uid is left.
@@ -403,9 +405,15 @@ func (s *session) missingReference(info storedb.PathInfo) (string, error) {
 	return "", nil
 }
 
-// abandon ends an upload that never reached its worker.
+// abandon ends an upload that never finished.
 func (s *session) abandon(up *upload) {
 	up.worker.kill()
-	up.stage.Discard()
+	s.discard(up)
 	s.m.releaseWorker(up.worker)
+}
+
+func (s *session) discard(up *upload) {
+	if err := up.stage.Discard(); err != nil {
+		s.log.Error("removing a staging directory failed", "staging", up.stage.ID(), "err", err)
+	}
 }

@@ -18,12 +18,15 @@ import (
 // database → answer.
 var table = map[msg.Kind]route{
 	//                         from           flags     handler
-	msg.KindIsValidPath:   {roleFrontend, flagRO, handleIsValidPath},
-	msg.KindQueryPathInfo: {roleFrontend, flagRO, handleQueryPathInfo},
-	msg.KindQueryPaths:    {roleFrontend, flagRO, handleQueryPaths},
-	msg.KindAddTempRoot:   {roleFrontend, 0, handleAddTempRoot},
-	msg.KindBeginUpload:   {roleFrontend, 0, handleBeginUpload},
-	msg.KindFinishUpload:  {roleFrontend, 0, handleFinishUpload},
+	msg.KindIsValidPath:     {roleFrontend, flagRO, handleIsValidPath},
+	msg.KindQueryPathInfo:   {roleFrontend, flagRO, handleQueryPathInfo},
+	msg.KindQueryPaths:      {roleFrontend, flagRO, handleQueryPaths},
+	msg.KindAddTempRoot:     {roleFrontend, 0, handleAddTempRoot},
+	msg.KindBeginUpload:     {roleFrontend, 0, handleBeginUpload},
+	msg.KindFinishUpload:    {roleFrontend, 0, handleFinishUpload},
+	msg.KindAddSignatures:   {roleFrontend, 0, handleAddSignatures},
+	msg.KindAddIndirectRoot: {roleFrontend, 0, handleAddIndirectRoot},
+	msg.KindSyncWithGC:      {roleFrontend, 0, handleSyncWithGC},
 }
 
 type flags uint8

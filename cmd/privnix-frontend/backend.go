@@ -11,6 +11,7 @@ import (
 
 	"privnix/frontend"
 	"privnix/frontend/wire"
+	"privnix/internal/narfs/dumpfs"
 	"privnix/ipc"
 	"privnix/ipc/msg"
 	"privnix/nix/nixhash"
@@ -204,14 +205,58 @@ func (b *backend) AddTempRoot(ctx context.Context, path string) error {
 }
 
 func (b *backend) AddIndirectRoot(ctx context.Context, symlink string) error {
-	return frontend.ErrNotImplemented
+	_, _, err := b.call(&msg.AddIndirectRoot{Link: symlink})
+	return err
 }
 
-func (b *backend) SyncWithGC(ctx context.Context) error { return frontend.ErrNotImplemented }
+func (b *backend) SyncWithGC(ctx context.Context) error {
+	_, _, err := b.call(&msg.SyncWithGC{})
+	return err
+}
 
 func (b *backend) AddSignatures(ctx context.Context, path string, sigs []string) error {
-	return frontend.ErrNotImplemented
+	_, _, err := b.call(&msg.AddSignatures{Path: msg.StorePath(path), Sigs: sigs})
+	return err
 }
+
+// BuildPaths realises what is already valid; building derivations comes
+// with the builds work (issue 5).
+func (b *backend) BuildPaths(ctx context.Context, targets []wire.DerivedPath, mode uint64) ([]wire.KeyedBuildResult, error) {
+	for _, t := range targets {
+		if t.Built {
+			return nil, frontend.ErrNotImplemented
+		}
+	}
+	paths := make([]string, len(targets))
+	for i, t := range targets {
+		paths[i] = t.Path
+	}
+	valid, err := b.QueryValidPaths(ctx, paths, false)
+	if err != nil {
+		return nil, err
+	}
+	isValid := map[string]bool{}
+	for _, p := range valid {
+		isValid[p] = true
+	}
+	out := make([]wire.KeyedBuildResult, len(targets))
+	for i, t := range targets {
+		out[i].Path = t
+		if isValid[t.Path] {
+			out[i].Status = buildAlreadyValid
+		} else {
+			out[i].Status = buildNoSubstituters
+			out[i].ErrorMsg = fmt.Sprintf("path '%s' is required, but there is no substituter that can build it", t.Path)
+		}
+	}
+	return out, nil
+}
+
+// BuildResult statuses (Nix's BuildResult::Status).
+const (
+	buildAlreadyValid   = 2
+	buildNoSubstituters = 14
+)
 
 func (b *backend) AddTextToStore(ctx context.Context, name, text string, refs []string) (string, error) {
 	info, err := b.upload(&msg.BeginUpload{Mode: msg.UploadCA, Name: name, CAMethod: "text", Algo: "sha256",
@@ -269,8 +314,17 @@ func (b *backend) upload(begin *msg.BeginUpload, data io.Reader) (wire.ValidPath
 	return toWireInfo(fin)
 }
 
+// NarFromPath serialises a valid path straight from the store, which this
+// process may read (and nothing else): the bytes never pass the monitor.
 func (b *backend) NarFromPath(ctx context.Context, path string, w io.Writer) error {
-	return frontend.ErrNotImplemented
+	ok, err := b.IsValidPath(ctx, path)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return frontend.Errorf("path '%s' is not valid", path)
+	}
+	return dumpfs.DumpPath(w, path)
 }
 
 func storePaths(ps []string) msg.StorePaths {

@@ -189,6 +189,7 @@ type Daemon struct {
 	Cmd    *exec.Cmd
 	Log    *syncBuffer
 	cancel context.CancelFunc
+	exited chan struct{}
 }
 
 // StartPrivnixd starts privnixd as root on s and waits for its socket.
@@ -218,20 +219,27 @@ func start(t testing.TB, s *Store, path string, args []string) *Daemon {
 		cancel()
 		t.Fatalf("starting %s: %v", path, err)
 	}
-	d := &Daemon{Cmd: cmd, Log: log, cancel: cancel}
+	d := &Daemon{Cmd: cmd, Log: log, cancel: cancel, exited: make(chan struct{})}
+	go func() { cmd.Wait(); close(d.exited) }()
 	t.Cleanup(func() { d.Stop(t) })
-	deadline := time.Now().Add(20 * time.Second)
+	deadline := time.After(20 * time.Second)
 	for {
 		if _, err := os.Stat(s.SocketPath); err == nil {
 			return d
 		}
-		if time.Now().After(deadline) || cmd.ProcessState != nil {
-			d.Stop(t)
-			t.Fatalf("%s did not create %s; its log:\n%s", path, s.SocketPath, log.String())
+		select {
+		case <-deadline:
+		case <-d.exited:
+		case <-time.After(20 * time.Millisecond):
+			continue
 		}
-		time.Sleep(20 * time.Millisecond)
+		d.Stop(t)
+		t.Fatalf("%s did not create %s; its log:\n%s", path, s.SocketPath, log.String())
 	}
 }
+
+// Exited is closed when the daemon process has ended.
+func (d *Daemon) Exited() <-chan struct{} { return d.exited }
 
 // Stop sends SIGTERM and waits; it is safe to call twice.
 func (d *Daemon) Stop(t testing.TB) {
@@ -240,7 +248,7 @@ func (d *Daemon) Stop(t testing.TB) {
 	}
 	d.cancel()
 	d.cancel = nil
-	d.Cmd.Wait()
+	<-d.exited
 	if t.Failed() {
 		t.Logf("daemon log:\n%s", d.Log.String())
 	}

@@ -70,6 +70,7 @@ var channels = [][]Spec{
 	logTable,
 	frontendTable,
 	sessionTable,
+	rootsTable,
 	storeTable,
 	buildTable,
 }

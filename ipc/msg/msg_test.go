@@ -39,6 +39,9 @@ var samples = []Message{
 	&QueryPaths{Op: PathsValid, Paths: StorePaths{testP1, testP2}, Substitute: true},
 	&Paths{Paths: StorePaths{testP1}, More: true},
 	&AddTempRoot{Path: testP2},
+	&AddSignatures{Path: testP1, Sigs: Strings{"cache.nixos.org-1:dGVzdA=="}},
+	&AddIndirectRoot{Link: "/home/alice/result"},
+	&SyncWithGC{},
 	&Session{HelloOK: HelloOK{Uid: 1000, User: "alice", StoreDir: testDir, NixVersion: "2.24.0"}},
 	&BeginUpload{Mode: UploadCA, Name: "hello.txt", CAMethod: "flat", Algo: "sha1", References: StorePaths{testP2}, Format: FormatFlat, Size: 12},
 	&BeginUpload{
