@@ -1,7 +1,6 @@
 package frontend
 
 import (
-	"fmt"
 	"bytes"
 	"context"
 	"crypto/md5"
@@ -9,6 +8,7 @@ import (
 	"crypto/sha256"
 	"crypto/sha512"
 	"encoding/hex"
+	"fmt"
 	"hash"
 	"io"
 	"maps"
