@@ -1,0 +1,345 @@
+package gc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+
+	"privnix/monitor/storedb"
+	"privnix/nix/storepath"
+)
+
+// Action is CollectGarbage's action (worker protocol op 20).
+type Action uint64
+
+const (
+	ReturnLive     Action = 0 // --print-live
+	ReturnDead     Action = 1 // --print-dead
+	DeleteDead     Action = 2 // --gc
+	DeleteSpecific Action = 3 // --delete PATHS
+)
+
+// DB is what Collect needs from the store database (*storedb.DB has it).
+type DB interface {
+	ReadDB
+	// Delete makes ps invalid; it refuses (storedb.ErrLiveReferrer) while a
+	// valid path outside ps refers to one of them.
+	Delete(ps ...storepath.Path) error
+	MarkPending(ps ...storepath.Path) error
+	ClearPending(ps ...storepath.Path) error
+}
+
+// Deps is what the monitor provides to Collect.
+type Deps interface {
+	DB() DB
+	// Delete removes <store>/<name> from the filesystem (storefs.Store.Delete).
+	Delete(name string) error
+	// TempRoots returns the current temporary roots (connections, builds,
+	// seals), from the monitor's memory.
+	TempRoots() []storepath.Path
+	// LockForDelete takes the lock that temp-root registration also takes
+	// and reports whether p is still without a temporary root. Collect
+	// re-checks p's referrers under it, makes p invalid and removes its files,
+	// then calls unlock. A registration waits meanwhile; once it gets the
+	// lock, p is either untouched or gone from the DB and the store.
+	LockForDelete(p storepath.Path) (unlock func(), stillDead bool)
+}
+
+// Options of one collection.
+type Options struct {
+	Action Action
+	Paths  []storepath.Path // DeleteSpecific
+	// MaxFreed: deleting stops once more than MaxFreed bytes were freed
+	// (Nix's check after each deletion); 0 means no limit (the client sends
+	// 2^64-1 by default).
+	MaxFreed       uint64
+	IgnoreLiveness bool // always refused, as by nix-daemon
+	Keep           Keep
+	// Roots: permanent, indirect and runtime roots (ScanRootsDir,
+	// RuntimeRoots), found after the collection started. Temporary roots
+	// come from Deps.TempRoots.
+	Roots []storepath.Path
+	// Log receives "deleting '<path>'" lines; nil discards them.
+	Log *slog.Logger
+	// StoreDir prints absolute paths in Result and errors.
+	StoreDir storepath.Dir
+}
+
+// Result is CollectGarbage's answer.
+type Result struct {
+	Paths      []string // absolute; live, dead or deleted paths per Action
+	BytesFreed uint64   // sum of the deleted paths' NarSize
+}
+
+// ErrIgnoreLiveness is nix-daemon's answer to ignoreLiveness.
+var ErrIgnoreLiveness = errors.New("you are not allowed to ignore liveness")
+
+// AliveError refuses DeleteSpecific of a live path, with Nix 2.8's text.
+type AliveError struct{ Path string }
+
+func (e *AliveError) Error() string {
+	return fmt.Sprintf("Cannot delete path '%s' since it is still alive. To find out why, use: nix-store --query --roots", e.Path)
+}
+
+// Collect runs one collection (Nix's collectGarbage, §6.7):
+//
+//  1. live = the closure of opts.Roots and Deps.TempRoots (Live);
+//  2. ReturnLive answers live, ReturnDead the rest (Dead's order);
+//  3. DeleteDead deletes the dead paths in Dead's order (referrers first) until
+//     more than MaxFreed bytes were freed; DeleteSpecific refuses the first
+//     requested live path with AliveError and otherwise deletes each
+//     requested valid path together with its dead referrers (and keep-*
+//     neighbours), in the same order. Requested paths that are not valid are
+//     ignored: privnixd deletes nothing it did not register.
+//
+// Each deletion (deleteOne) happens under Deps.LockForDelete and re-checks
+// what may have changed since step 1: a new temporary root on the path, a
+// new valid referrer, a neighbour that turned out alive. A path found alive
+// then is kept, and so is everything it keeps alive, because everything
+// that refers to a kept path is itself kept by the same re-check.
+//
+// Crash safety (DESIGN.md invariant 3): a path is made invalid in the DB
+// first, then marked pending, then its files are removed; the pending marks
+// are cleared at the end. A crash after the first step leaves a pending,
+// invalid path, which the monitor's start-up cleanup removes; between the
+// first and second step (two commits apart) it leaves an unregistered
+// directory — see docs/internal-apis.md for the storedb call that would
+// close that window.
+func Collect(ctx context.Context, opts Options, deps Deps) (Result, error) {
+	if opts.IgnoreLiveness {
+		return Result{}, ErrIgnoreLiveness
+	}
+	db := deps.DB()
+	roots := append(append([]storepath.Path(nil), opts.Roots...), deps.TempRoots()...)
+	live, err := Live(roots, db, opts.Keep)
+	if err != nil {
+		return Result{}, err
+	}
+	c := &collector{opts: opts, deps: deps, db: db, live: live, kept: map[storepath.Path]bool{}}
+	switch opts.Action {
+	case ReturnLive:
+		all, err := db.AllValid()
+		if err != nil {
+			return Result{}, fmt.Errorf("gc: %w", err)
+		}
+		for _, p := range all {
+			if live[p] {
+				c.res.Paths = append(c.res.Paths, c.show(p))
+			}
+		}
+		return c.res, nil
+	case ReturnDead:
+		dead, err := Dead(live, db, opts.Keep)
+		if err != nil {
+			return Result{}, err
+		}
+		for _, d := range dead {
+			c.res.Paths = append(c.res.Paths, c.show(d.Path))
+		}
+		return c.res, nil
+	case DeleteDead:
+		dead, err := Dead(live, db, opts.Keep)
+		if err != nil {
+			return Result{}, err
+		}
+		c.dead = make(map[storepath.Path]bool, len(dead))
+		for _, d := range dead {
+			c.dead[d.Path] = true
+		}
+		err = c.deleteAll(ctx, dead)
+		return c.res, errors.Join(err, c.finish())
+	case DeleteSpecific:
+		err := c.deleteSpecific(ctx)
+		return c.res, errors.Join(err, c.finish())
+	}
+	return Result{}, fmt.Errorf("gc: unknown action %d", opts.Action)
+}
+
+type collector struct {
+	opts    Options
+	deps    Deps
+	db      DB
+	live    map[storepath.Path]bool
+	dead    map[storepath.Path]bool // the paths this run may delete
+	kept    map[storepath.Path]bool // dead at the scan, found alive at deletion
+	pending []storepath.Path        // marked pending by this run
+	res     Result
+	stopped bool // MaxFreed reached
+}
+
+func (c *collector) show(p storepath.Path) string {
+	if c.opts.StoreDir == "" {
+		return p.Base()
+	}
+	return c.opts.StoreDir.String(p)
+}
+
+func (c *collector) maxFreed() uint64 {
+	if c.opts.MaxFreed == 0 {
+		return math.MaxUint64
+	}
+	return c.opts.MaxFreed
+}
+
+// deleteSpecific deletes each requested path with its referrers closure.
+func (c *collector) deleteSpecific(ctx context.Context) error {
+	var requested []storepath.Path
+	for _, p := range c.opts.Paths {
+		_, ok, err := c.db.PathInfo(p)
+		if err != nil {
+			return fmt.Errorf("gc: %w", err)
+		}
+		if ok {
+			requested = append(requested, p)
+		}
+	}
+	done := map[storepath.Path]bool{}
+	for _, p := range requested {
+		if c.stopped {
+			return nil
+		}
+		if done[p] {
+			continue
+		}
+		if c.live[p] {
+			return &AliveError{Path: c.show(p)}
+		}
+		closure, err := c.reverseClosure(p)
+		if err != nil {
+			return err
+		}
+		c.dead = map[storepath.Path]bool{}
+		for _, q := range closure {
+			c.dead[q] = true
+		}
+		ordered, err := orderDead(closure, c.db, c.opts.Keep)
+		if err != nil {
+			return err
+		}
+		if err := c.deleteAll(ctx, ordered); err != nil {
+			return err
+		}
+		for _, q := range closure {
+			done[q] = true
+		}
+		if c.kept[p] {
+			return &AliveError{Path: c.show(p)}
+		}
+	}
+	return nil
+}
+
+// reverseClosure is p and every valid path that keeps it alive, transitively
+// (all dead when p is: the live set is closed under forward edges).
+func (c *collector) reverseClosure(p storepath.Path) ([]storepath.Path, error) {
+	seen := map[storepath.Path]bool{p: true}
+	out := []storepath.Path{p}
+	for i := 0; i < len(out); i++ {
+		prev, err := reverse(c.db, out[i], c.opts.Keep)
+		if err != nil {
+			return nil, fmt.Errorf("gc: %w", err)
+		}
+		for _, q := range prev {
+			if !seen[q] {
+				seen[q] = true
+				out = append(out, q)
+			}
+		}
+	}
+	return out, nil
+}
+
+func (c *collector) deleteAll(ctx context.Context, dead []DeadPath) error {
+	for _, d := range dead {
+		if c.stopped {
+			return nil
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := c.deleteOne(d); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// deleteOne deletes d.Path unless it is alive now. Under the lock: no temp
+// root; every valid path that would keep it alive (referrers, keep-*
+// neighbours) was dead at the scan and has not been kept since; then
+// storedb.Delete (which refuses a valid referrer outside the set itself),
+// the pending mark, and the files.
+func (c *collector) deleteOne(d DeadPath) error {
+	p := d.Path
+	unlock, stillDead := c.deps.LockForDelete(p)
+	defer unlock()
+	alive := !stillDead
+	if !alive {
+		prev, err := reverse(c.db, p, c.opts.Keep)
+		if err != nil {
+			return fmt.Errorf("gc: %w", err)
+		}
+		for _, q := range prev {
+			if !c.dead[q] || c.kept[q] {
+				alive = true
+				break
+			}
+		}
+	}
+	if !alive {
+		err := c.db.Delete(p)
+		if errors.Is(err, storedb.ErrLiveReferrer) {
+			alive = true
+		} else if err != nil {
+			return fmt.Errorf("gc: %w", err)
+		}
+	}
+	if alive {
+		c.kept[p] = true
+		return nil
+	}
+	if err := c.db.MarkPending(p); err != nil {
+		return fmt.Errorf("gc: %s is invalid but still in the store: %w", c.show(p), err)
+	}
+	c.pending = append(c.pending, p)
+	if c.opts.Log != nil {
+		c.opts.Log.Info("deleting '" + c.show(p) + "'")
+	}
+	if err := c.deps.Delete(p.Base()); err != nil {
+		return fmt.Errorf("gc: removing %s (invalid, pending removal at start-up): %w", c.show(p), err)
+	}
+	c.res.Paths = append(c.res.Paths, c.show(p))
+	c.res.BytesFreed += d.NarSize
+	if c.res.BytesFreed > c.maxFreed() {
+		c.stopped = true
+	}
+	return nil
+}
+
+// finish clears the pending marks of the paths whose files are gone.
+func (c *collector) finish() error {
+	if len(c.pending) == 0 {
+		return nil
+	}
+	// A path whose removal failed stays pending (start-up removes it); the
+	// others are done.
+	removed := map[string]bool{}
+	for _, s := range c.res.Paths {
+		removed[s] = true
+	}
+	var clear []storepath.Path
+	for _, p := range c.pending {
+		if removed[c.show(p)] {
+			clear = append(clear, p)
+		}
+	}
+	if len(clear) == 0 {
+		return nil
+	}
+	if err := c.db.ClearPending(clear...); err != nil {
+		return fmt.Errorf("gc: %w", err)
+	}
+	return nil
+}
