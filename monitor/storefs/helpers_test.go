@@ -77,7 +77,7 @@ type op struct {
 	Op     string // mkdir file symlink link fifo socket deep many big xattr chmod
 	Path   string
 	Target string // symlink target; link: existing path
-	Data   string
+	Data   []byte // JSON carries it as base64: xattr values are binary
 	Mode   uint32
 	N      int
 	Name   string // xattr name
@@ -85,7 +85,7 @@ type op struct {
 
 func mkdir(path string, mode uint32) op  { return op{Op: "mkdir", Path: path, Mode: mode} }
 func file(path, data string, mode uint32) op {
-	return op{Op: "file", Path: path, Data: data, Mode: mode}
+	return op{Op: "file", Path: path, Data: []byte(data), Mode: mode}
 }
 func symlink(target, path string) op { return op{Op: "symlink", Path: path, Target: target} }
 func hardlink(old, path string) op   { return op{Op: "link", Path: path, Target: old} }
@@ -116,7 +116,7 @@ func (o op) run() error {
 		}
 		return os.Chmod(o.Path, os.FileMode(o.Mode&0o777)|modeBits(o.Mode))
 	case "file":
-		if err := os.WriteFile(o.Path, []byte(o.Data), 0o600); err != nil {
+		if err := os.WriteFile(o.Path, o.Data, 0o600); err != nil {
 			return err
 		}
 		return unix.Chmod(o.Path, o.Mode)
@@ -136,7 +136,7 @@ func (o op) run() error {
 		defer unix.Close(fd)
 		return unix.Bind(fd, &unix.SockaddrUnix{Name: o.Path})
 	case "xattr":
-		return unix.Lsetxattr(o.Path, o.Name, []byte(o.Data), 0)
+		return unix.Lsetxattr(o.Path, o.Name, o.Data, 0)
 	case "deep": // o.N nested directories "d" below o.Path, a file at the bottom
 		if err := os.Mkdir(o.Path, 0o755); err != nil {
 			return err
@@ -342,15 +342,14 @@ func walk(t testing.TB, root string) map[string]inode {
 	return m
 }
 
-// posixACL is a system.posix_acl_access value granting uid read access.
-func posixACL(uid uint32) string {
-	var b bytes.Buffer
-	binary.Write(&b, binary.LittleEndian, uint32(2))
-	for _, e := range []struct {
-		tag, perm uint16
-		id        uint32
-	}{{1, 6, ^uint32(0)}, {2, 4, uid}, {4, 4, ^uint32(0)}, {0x10, 4, ^uint32(0)}, {0x20, 4, ^uint32(0)}} {
-		binary.Write(&b, binary.LittleEndian, e)
+// posixACL is a POSIX ACL xattr value (system.posix_acl_access or _default)
+// granting uid read access.
+func posixACL(uid uint32) []byte {
+	b := binary.LittleEndian.AppendUint32(nil, 2) // POSIX_ACL_XATTR_VERSION
+	for _, e := range [][3]uint32{{1, 6, ^uint32(0)}, {2, 4, uid}, {4, 4, ^uint32(0)}, {0x10, 4, ^uint32(0)}, {0x20, 4, ^uint32(0)}} {
+		b = binary.LittleEndian.AppendUint16(b, uint16(e[0])) // tag: USER_OBJ, USER, GROUP_OBJ, MASK, OTHER
+		b = binary.LittleEndian.AppendUint16(b, uint16(e[1]))
+		b = binary.LittleEndian.AppendUint32(b, e[2])
 	}
-	return b.String()
+	return b
 }

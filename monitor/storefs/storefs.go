@@ -134,10 +134,11 @@ func Open(storeDir, stagingRoot string) (*Store, error) {
 }
 
 func openErr(what, path string, err error) error {
-	switch err {
-	case unix.ELOOP:
-		return fmt.Errorf("storefs: %s %s: %w: it is a symlink", what, path, ErrUnsafe)
-	case unix.ENOTDIR:
+	if err == unix.ELOOP || err == unix.ENOTDIR {
+		var st unix.Stat_t
+		if unix.Lstat(path, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFLNK {
+			return fmt.Errorf("storefs: %s %s: %w: it is a symlink (give the directory itself)", what, path, ErrUnsafe)
+		}
 		return fmt.Errorf("storefs: %s %s: %w: not a directory", what, path, ErrUnsafe)
 	}
 	return fmt.Errorf("storefs: opening %s %s: %w", what, path, err)
@@ -353,6 +354,10 @@ func (s *Store) NewStaging(uid, gid uint32) (*Staging, error) {
 // Dir is the staging directory (O_RDONLY|O_DIRECTORY), to hand to the writer.
 // It stays owned by the Staging: do not close it.
 func (st *Staging) Dir() *os.File { return st.dir }
+
+// SealedName is the name of the sealed tree beneath Dir() after a successful
+// Seal: OutName, or "sealed" for a Copy. Read it only through fds beneath Dir().
+func (st *Staging) SealedName() string { return st.sealed }
 
 // ID is the staging directory's name beneath the staging root.
 func (st *Staging) ID() string { return st.id }
