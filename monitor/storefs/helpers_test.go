@@ -83,7 +83,7 @@ type op struct {
 	Name   string // xattr name
 }
 
-func mkdir(path string, mode uint32) op  { return op{Op: "mkdir", Path: path, Mode: mode} }
+func mkdir(path string, mode uint32) op { return op{Op: "mkdir", Path: path, Mode: mode} }
 func file(path, data string, mode uint32) op {
 	return op{Op: "file", Path: path, Data: []byte(data), Mode: mode}
 }

@@ -333,7 +333,9 @@ func TestSealTakesStagingBack(t *testing.T) {
 // TestSealCandidates: hash parts are found in contents, names and symlink
 // targets (the NAR stream), in both modes.
 func TestSealCandidates(t *testing.T) {
-	hp := func(s string) string { return nixbase32.EncodeToString(nixhash.Sum(nixhash.SHA256, []byte(s)).Digest[:20]) }
+	hp := func(s string) string {
+		return nixbase32.EncodeToString(nixhash.Sum(nixhash.SHA256, []byte(s)).Digest[:20])
+	}
 	inFile, inName, inTarget, absent := hp("a"), hp("b"), hp("c"), hp("d")
 	big := strings.Repeat("z", 70000) + "/nix/store/" + inFile + "-dep/bin"
 	for _, copyMode := range []bool{false, true} {
