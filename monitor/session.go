@@ -103,7 +103,7 @@ func (s *session) serve() {
 	for {
 		req, fds, err := s.fe.conn.Recv()
 		if err != nil {
-			if !errors.Is(err, io.EOF) {
+			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
 				s.log.Warn("frontend killed: bad message", "err", err)
 			}
 			closeFiles(fds)

@@ -82,7 +82,39 @@ func storeScenario(t *testing.T, s *testenv.Store, in string) map[string]string 
 	run("valid", a, "nix-store", "--check-validity", file, tree, drv)
 	info := run("path-info", a, "nix", "--extra-experimental-features", "nix-command", "path-info", "--json", file, tree, drv)
 	out["path-info"] = normalisePathInfo(t, info)
+	run("path-info all", a, "nix", "--extra-experimental-features", "nix-command", "path-info", "--all")
+	run("dump", a, "sh", "-c", "nix-store --dump "+tree+" | sha256sum")
+	run("export", a, "sh", "-c", "nix-store --export "+file+" "+tree+" | sha256sum")
+	run("store ls", a, "nix", "--extra-experimental-features", "nix-command", "store", "ls", "-R", "-l", tree)
+	run("store cat", a, "nix", "--extra-experimental-features", "nix-command", "store", "cat", tree+"/a")
+	run("deriver", a, "nix-store", "-q", "--deriver", file)
+	// A binary cache of our own: nix copy --to writes what the daemon says.
+	cache := filepath.Join(s.Root, "cache-"+strings.ReplaceAll(t.Name(), "/", "_"))
+	os.RemoveAll(cache)
+	os.MkdirAll(cache, 0o777)
+	os.Chmod(cache, 0o777)
+	run("copy to", testenv.Bob, "nix", "--extra-experimental-features", "nix-command", "copy", "--to", "file://"+cache, file, tree)
+	out["cache narinfo"] = narinfos(t, cache)
+	os.RemoveAll(cache)
 	return out
+}
+
+// narinfos returns the cache's narinfo files, sorted, concatenated.
+func narinfos(t *testing.T, cache string) string {
+	names, err := filepath.Glob(filepath.Join(cache, "*.narinfo"))
+	if err != nil || len(names) == 0 {
+		t.Fatalf("no narinfo in %s (%v)", cache, err)
+	}
+	sort.Strings(names)
+	var b strings.Builder
+	for _, n := range names {
+		body, err := os.ReadFile(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.WriteString(filepath.Base(n) + ":\n" + string(body))
+	}
+	return b.String()
 }
 
 // normalisePathInfo drops what legitimately differs between two daemons
