@@ -27,7 +27,7 @@ type PolicyExplainCmd struct {
 	ContentAddressed bool     `name:"content-addressed" help:"The path is content-addressed and its ca field yields its name."`
 	NoCheckSigs      bool     `name:"no-check-sigs" help:"The client asks not to check signatures (nix copy --no-check-sigs)."`
 	Op               string   `arg:"" name:"OP" help:"connect, substitute, set-option, or a worker operation's name (AddToStoreNar, BuildDerivation, AddSignatures, ...)."`
-	Args             []string `arg:"" optional:"" name:"ARGS" help:"substitute: URL; set-option: NAME VALUE."`
+	Args             []string `arg:"" optional:"" name:"ARGS" help:"substitute: URL; set-option: NAME VALUE; AddToStoreNar, AddMultipleToStore, ImportPaths: an optional store path, named in the answer."`
 }
 
 // Help is the long text of `privnix policy explain --help`.
@@ -56,7 +56,7 @@ settings that do not load).
 Examples:
   privnix policy explain --user alice connect
   privnix policy explain --user alice --group nix-users AddSignatures
-  privnix policy explain --user alice AddToStoreNar --no-check-sigs
+  privnix policy explain --user alice AddToStoreNar /nix/store/...-hello --no-check-sigs
   privnix policy explain --user bob substitute https://cache.example.org
   privnix policy explain --user alice set-option sandbox false`
 }

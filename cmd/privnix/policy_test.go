@@ -58,13 +58,20 @@ func TestExplainAgreesWithPrivnixd(t *testing.T) {
 	d := testenv.StartPrivnixd(t, s)
 	nix := []string{"nix", "--extra-experimental-features", "nix-command"}
 
-	// A path that is not valid (uploads are not served yet), and a key.
-	path := s.StoreDir + "/" + strings.Repeat("0", 32) + "-hello"
+	// A valid path added by alice, and a signing key.
+	src := filepath.Join(s.Root, "hello.txt")
+	os.WriteFile(src, []byte("hello\n"), 0o644)
+	add := s.Run(t, testenv.Alice, nil, "nix-store", "--add", src)
+	if add.Err != nil {
+		t.Fatalf("nix-store --add as alice: %v\n%s", add.Err, add.Stderr)
+	}
+	path := strings.TrimSpace(add.Stdout)
 	key := filepath.Join(s.Root, "key.sec")
 	if out, err := exec.Command("nix-store", "--generate-binary-cache-key", "test-1", key, key+".pub").CombinedOutput(); err != nil {
 		t.Fatalf("generating a key: %v\n%s", err, out)
 	}
 	os.Chmod(key, 0o644)
+	unsigned, caPath, signedCache, caCache := binaryCaches(t, s)
 
 	for _, tc := range []struct {
 		user   string
@@ -78,10 +85,26 @@ func TestExplainAgreesWithPrivnixd(t *testing.T) {
 		{testenv.Carol, []string{"AddSignatures"}, append(nix, "store", "sign", "--key-file", key, path)},
 		{testenv.Alice, []string{"VerifyStore", "--repair"}, []string{"nix-store", "--verify", "--repair"}},
 		{testenv.Bob, []string{"VerifyStore", "--repair"}, []string{"nix-store", "--verify", "--repair"}},
-		{testenv.Alice, []string{"IsValidPath"}, []string{"nix-store", "--check-validity", "--print-invalid", path}},
-		{testenv.Bob, []string{"IsValidPath"}, []string{"nix-store", "--check-validity", "--print-invalid", path}},
+		{testenv.Alice, []string{"IsValidPath"}, []string{"nix-store", "--check-validity", path}},
+		{testenv.Bob, []string{"AddToStore"}, []string{"nix-store", "--add", src}},
+		{testenv.Alice, []string{"AddSignatures"}, append(nix, "store", "sign", "--key-file", key, path)},
+		{testenv.Bob, []string{"AddSignatures"}, append(nix, "store", "sign", "--key-file", key, path)},
+		{testenv.Bob, []string{"QueryPathInfo"}, []string{"nix-store", "--query", "--hash", path}},
+		// Imports from a binary cache (nix copy sends AddMultipleToStore): a
+		// path without signature or content address is refused, even when
+		// the client says --no-check-sigs; a content-addressed one is not.
+		{testenv.Alice, []string{"AddMultipleToStore", unsigned, "--no-check-sigs"},
+			append(nix, "copy", "--no-check-sigs", "--from", signedCache, unsigned)},
+		{testenv.Alice, []string{"AddMultipleToStore", caPath, "--content-addressed"},
+			append(nix, "copy", "--from", caCache, caPath)},
 	} {
-		t.Run(tc.user+" "+strings.Join(tc.op, " "), func(t *testing.T) {
+		name := tc.user
+		for _, w := range tc.op {
+			if !strings.HasPrefix(w, "/") {
+				name += " " + w
+			}
+		}
+		t.Run(name, func(t *testing.T) {
 			code, e := explain(t, s, append([]string{"--user", tc.user}, tc.op...)...)
 			if (code == 0) != e.Allowed {
 				t.Fatalf("exit %d but allowed = %v", code, e.Allowed)
@@ -165,4 +188,59 @@ func TestExplainText(t *testing.T) {
 			}
 		}
 	}
+}
+
+// binaryCaches makes two file:// binary caches for s's store directory, each
+// holding a path privnixd does not have: one whose narinfo has neither a
+// signature nor a content address, and one content-addressed.
+func binaryCaches(t *testing.T, s *testenv.Store) (unsigned, ca, unsignedCache, caCache string) {
+	t.Helper()
+	other := filepath.Join(s.Root, "other")
+	local := "local?store=" + s.StoreDir + "&real=" + other + "/store&state=" + other + "/state&log=" + other + "/log"
+	env := append(os.Environ(), "NIX_STORE_DIR="+s.StoreDir, "NIX_CONFIG=experimental-features = nix-command", "NIX_REMOTE=")
+	nixRun := func(args ...string) string {
+		cmd := exec.Command(args[0], args[1:]...)
+		cmd.Env = env
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("%s: %v", strings.Join(args, " "), err)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	mk := func(name, content string, keepCA bool) (string, string) {
+		f := filepath.Join(other, name)
+		os.MkdirAll(other, 0o755)
+		if err := os.WriteFile(f, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		p := nixRun("nix-store", "--store", local, "--add", f)
+		cache := filepath.Join(s.Root, "cache-"+name)
+		nixRun("nix", "copy", "--from", local, "--to", "file://"+cache, p)
+		if !keepCA {
+			ni := filepath.Join(cache, strings.SplitN(filepath.Base(p), "-", 2)[0]+".narinfo")
+			b, err := os.ReadFile(ni)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var kept []string
+			for _, l := range strings.Split(string(b), "\n") {
+				if !strings.HasPrefix(l, "CA: ") {
+					kept = append(kept, l)
+				}
+			}
+			os.WriteFile(ni, []byte(strings.Join(kept, "\n")), 0o644)
+		}
+		filepath.Walk(cache, func(p string, fi os.FileInfo, err error) error {
+			if err == nil && fi.IsDir() {
+				os.Chmod(p, 0o755)
+			} else if err == nil {
+				os.Chmod(p, 0o644)
+			}
+			return nil
+		})
+		return p, "file://" + cache
+	}
+	unsigned, unsignedCache = mk("unsigned", "no signature\n", false)
+	ca, caCache = mk("ca", "content-addressed\n", true)
+	return unsigned, ca, unsignedCache, caCache
 }

@@ -17,7 +17,7 @@ type ExplainRequest struct {
 	User  string   // name or decimal uid
 	Group string   // the connecting process's group (name or gid); "" = the user's primary group
 	Op    string   // "connect", "substitute", "set-option" or a worker operation's name
-	Args  []string // substitute: URL; set-option: NAME VALUE
+	Args  []string // substitute: URL; set-option: NAME VALUE; AddToStoreNar, AddMultipleToStore, ImportPaths: [PATH]
 	// Flags of a worker operation's request.
 	Repair, IgnoreLiveness, InputAddressed, Signed, ContentAddressed, NoCheckSigs bool
 }
@@ -122,6 +122,12 @@ func checkOpSyntax(req ExplainRequest) error {
 	case "set-option":
 		return argCount(req, 2, "NAME VALUE")
 	}
+	if slices.Contains(importOps, req.Op) {
+		if len(req.Args) > 1 {
+			return fmt.Errorf("usage: %s [PATH]", req.Op)
+		}
+		return nil // an optional store path, for the refusal's text
+	}
 	if !slices.Contains(policy.Ops(), req.Op) {
 		ops := policy.Ops()
 		slices.Sort(ops)
@@ -161,7 +167,11 @@ func explainOp(req ExplainRequest, trusted bool, s *conf.Settings) ([]Step, erro
 		if req.Op == "ImportPaths" {
 			dontCheck = trusted
 		}
-		c := policy.CanImport("<path>", trusted, req.ContentAddressed, req.Signed, s.RequireSigs, dontCheck)
+		path := "<path>"
+		if len(req.Args) == 1 {
+			path = req.Args[0]
+		}
+		c := policy.CanImport(path, trusted, req.ContentAddressed, req.Signed, s.RequireSigs, dontCheck)
 		steps = append(steps, Step{"path", c.Allow, c.Rule, c.Reason})
 	}
 	return steps, nil

@@ -47,6 +47,8 @@ func TestExplain(t *testing.T) {
 		{"unsigned import", ExplainRequest{User: u1, Op: "AddToStoreNar", NoCheckSigs: true}, false, false, "require-sigs", "lacks a valid signature"},
 		{"content-addressed import", ExplainRequest{User: u1, Op: "AddToStoreNar", ContentAddressed: true}, true, false, "content-addressed", "content-addressed"},
 		{"trusted unchecked import", ExplainRequest{User: u2, Op: "AddMultipleToStore", NoCheckSigs: true}, true, true, "trusted-users", "not to check signatures"},
+		{"unsigned import names the path", ExplainRequest{User: u1, Op: "AddMultipleToStore", Args: []string{"/nix/store/x-y"}}, false, false, "require-sigs",
+			"cannot add path '/nix/store/x-y' because it lacks a valid signature"},
 		{"ImportPaths untrusted signed", ExplainRequest{User: u1, Op: "ImportPaths", Signed: true}, true, false, "trusted-public-keys", "signed"},
 		{"listed substituter", ExplainRequest{User: u1, Op: "substitute", Args: []string{"https://cache.example.org"}}, true, false, "substituters", "'substituters'"},
 		{"trusted substituter", ExplainRequest{User: u1, Op: "substitute", Args: []string{"https://extra.example.org/"}}, false, false, "trusted-substituters",
@@ -88,6 +90,8 @@ func TestExplainErrors(t *testing.T) {
 		{ExplainRequest{User: "root", Op: "substitute"}, "usage: substitute URL"},
 		{ExplainRequest{User: "root", Op: "set-option", Args: []string{"timeout"}}, "usage: set-option NAME VALUE"},
 		{ExplainRequest{User: "root", Op: "connect", Args: []string{"x"}}, "takes no arguments"},
+		{ExplainRequest{User: "root", Op: "AddToStoreNar", Args: []string{"a", "b"}}, "usage: AddToStoreNar [PATH]"},
+		{ExplainRequest{User: "root", Op: "AddSignatures", Args: []string{"a"}}, "takes no arguments"},
 		{ExplainRequest{User: uniqueName("pnxnone"), Op: "connect"}, "no user"},
 		{ExplainRequest{User: "root", Group: uniqueName("pnxnone"), Op: "connect"}, "group"},
 	} {
