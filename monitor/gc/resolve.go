@@ -11,7 +11,7 @@ import (
 	"time"
 )
 
-// ExecResolver is the default ResolveAs: it runs `<Readlink> -- PATH` (GNU
+// ExecResolver is the default ResolveAs: it runs `<Readlink> -v -- PATH` (GNU
 // coreutils readlink without -f: one level, as Nix's findRoots reads an
 // indirect root) as uid, with gid GID, no supplementary groups, an empty
 // environment, cwd "/", in its own process group, killed at the deadline.
@@ -42,7 +42,7 @@ func (r ExecResolver) Resolve(uid uint32, path string, deadline time.Time) (stri
 	}
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, "--", path)
+	cmd := exec.CommandContext(ctx, bin, "-v", "--", path)
 	cmd.Env = []string{}
 	cmd.Dir = "/"
 	cmd.SysProcAttr = &syscall.SysProcAttr{
