@@ -144,6 +144,9 @@ func Open(dir string, opts Options) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("storedb: %w", err)
 	}
+	if err := removeEmptyWALs(dir, opts.Logger); err != nil {
+		return nil, fmt.Errorf("storedb: open %s: %w", dir, err)
+	}
 	bdb, err := badger.Open(badgerOptions(dir, opts))
 	if err != nil {
 		return nil, fmt.Errorf("storedb: open %s: %w", dir, err)

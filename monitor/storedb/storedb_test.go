@@ -487,3 +487,30 @@ func FuzzDecodeInfo(f *testing.F) {
 		}
 	})
 }
+
+// TestEmptyWALAfterCrash: a crash between Badger creating a memtable WAL and
+// sizing it leaves an empty <n>.mem, on which badger.Open alone fails
+// (badger#2207); Open removes it and keeps every registered path.
+func TestEmptyWALAfterCrash(t *testing.T) {
+	for _, name := range []string{"00001.mem", "00007.mem", "00099.mem"} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			db, err := Open(dir, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := mkPath(t, "kept")
+			mustRegister(t, db, []PathInfo{mkInfo(p)}, nil)
+			db.Close()
+			if err := os.WriteFile(dir+"/"+name, nil, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			db = openTest(t, dir, 0)
+			if ok, err := db.IsValid(p); !ok || err != nil {
+				t.Fatalf("IsValid after reopen = %v, %v", ok, err)
+			}
+			mustRegister(t, db, []PathInfo{mkInfo(mkPath(t, "after"))}, nil)
+			mustCheck(t, db)
+		})
+	}
+}
