@@ -251,71 +251,141 @@ func (c *collector) reverseClosure(p storepath.Path) ([]storepath.Path, error) {
 	return out, nil
 }
 
+// BatchLocker is optional for Deps: with it, Collect takes the lock once for
+// up to BatchSize paths and invalidates them in one database commit instead
+// of two commits per path (about 1.5 ms each with SyncWrites on ext4). The
+// contract is LockForDelete's for every path of ps at once; stillDead[i]
+// is for ps[i]. The lock is held while the batch's files are removed.
+type BatchLocker interface {
+	LockForDeleteMany(ps []storepath.Path) (unlock func(), stillDead []bool)
+}
+
+// BatchSize is how many paths Collect deletes under one BatchLocker lock.
+const BatchSize = 64
+
 func (c *collector) deleteAll(ctx context.Context, dead []DeadPath) error {
-	for _, d := range dead {
-		if c.stopped {
-			return nil
-		}
+	bl, batched := c.deps.(BatchLocker)
+	for i := 0; i < len(dead) && !c.stopped; {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if err := c.deleteOne(d); err != nil {
+		n := 1
+		if batched {
+			n = c.batchLen(dead[i:])
+		}
+		chunk := dead[i : i+n]
+		ps := make([]storepath.Path, n)
+		for j, d := range chunk {
+			ps[j] = d.Path
+		}
+		var unlock func()
+		var stillDead []bool
+		if batched {
+			unlock, stillDead = bl.LockForDeleteMany(ps)
+		} else {
+			var ok bool
+			unlock, ok = c.deps.LockForDelete(ps[0])
+			stillDead = []bool{ok}
+		}
+		err := c.deleteLocked(chunk, stillDead)
+		unlock()
+		if err != nil {
 			return err
 		}
+		i += n
 	}
 	return nil
 }
 
-// deleteOne deletes d.Path unless it is alive now. Under the lock: no temp
-// root; every valid path that would keep it alive (referrers, keep-*
-// neighbours) was dead at the scan and has not been kept since; then
-// storedb.Delete (which refuses a valid referrer outside the set itself),
-// the pending mark, and the files.
-func (c *collector) deleteOne(d DeadPath) error {
-	p := d.Path
-	unlock, stillDead := c.deps.LockForDelete(p)
-	defer unlock()
-	alive := !stillDead
-	if !alive {
-		prev, err := reverse(c.db, p, c.opts.Keep)
-		if err != nil {
-			return fmt.Errorf("gc: %w", err)
+// batchLen is how many of dead the next batch takes: at most BatchSize,
+// and no more than it takes to free more than MaxFreed bytes (Nix stops
+// right after the path that crosses it).
+func (c *collector) batchLen(dead []DeadPath) int {
+	freed, limit := c.res.BytesFreed, c.maxFreed()
+	n := 0
+	for n < len(dead) && n < BatchSize {
+		freed += dead[n].NarSize
+		n++
+		if freed > limit {
+			break
 		}
-		for _, q := range prev {
-			if !c.dead[q] || c.kept[q] {
-				alive = true
-				break
+	}
+	return n
+}
+
+// deleteLocked deletes the paths of chunk (in order) that are still dead;
+// the caller holds the lock for all of them. A path is kept if it got a
+// temporary root (stillDead false) or if a valid path that would keep it
+// alive (a referrer, a keep-* neighbour) was not dead at the scan or has
+// been kept since. The others are made invalid (storedb.Delete, which
+// itself refuses a valid referrer outside the set), marked pending, and
+// their files removed.
+func (c *collector) deleteLocked(chunk []DeadPath, stillDead []bool) error {
+	var victims []DeadPath
+	for i, d := range chunk {
+		alive := !stillDead[i]
+		if !alive {
+			prev, err := reverse(c.db, d.Path, c.opts.Keep)
+			if err != nil {
+				return fmt.Errorf("gc: %w", err)
+			}
+			for _, q := range prev {
+				if !c.dead[q] || c.kept[q] {
+					alive = true
+					break
+				}
 			}
 		}
-	}
-	if !alive {
-		err := c.db.Delete(p)
-		if errors.Is(err, storedb.ErrLiveReferrer) {
-			alive = true
-		} else if err != nil {
-			return fmt.Errorf("gc: %w", err)
+		if alive {
+			c.kept[d.Path] = true
+			continue
 		}
+		victims = append(victims, d)
 	}
-	if alive {
-		c.kept[p] = true
+	if len(victims) == 0 {
 		return nil
 	}
-	if err := c.db.MarkPending(p); err != nil {
-		return fmt.Errorf("gc: %s is invalid but still in the store: %w", c.show(p), err)
+	ps := make([]storepath.Path, len(victims))
+	for i, d := range victims {
+		ps[i] = d.Path
 	}
-	c.pending = append(c.pending, p)
-	if c.opts.Log != nil {
-		c.opts.Log.Info("deleting '" + c.show(p) + "'")
+	err := c.db.Delete(ps...)
+	if errors.Is(err, storedb.ErrLiveReferrer) && len(victims) > 1 {
+		// Someone refers to one of them now: find which, one at a time.
+		for _, d := range victims {
+			if err := c.deleteLocked([]DeadPath{d}, []bool{true}); err != nil {
+				return err
+			}
+		}
+		return nil
 	}
-	if err := c.deps.Delete(p.Base()); err != nil {
-		return fmt.Errorf("gc: removing %s (invalid, pending removal at start-up): %w", c.show(p), err)
+	if errors.Is(err, storedb.ErrLiveReferrer) {
+		c.kept[ps[0]] = true
+		return nil
 	}
-	c.res.Paths = append(c.res.Paths, c.show(p))
-	c.res.BytesFreed += d.NarSize
-	if c.res.BytesFreed > c.maxFreed() {
-		c.stopped = true
+	if err != nil {
+		return fmt.Errorf("gc: %w", err)
 	}
-	return nil
+	if err := c.db.MarkPending(ps...); err != nil {
+		return fmt.Errorf("gc: %d paths are invalid but still in the store: %w", len(ps), err)
+	}
+	c.pending = append(c.pending, ps...)
+	var errs []error
+	for _, d := range victims {
+		if c.opts.Log != nil {
+			c.opts.Log.Info("deleting '" + c.show(d.Path) + "'")
+		}
+		if err := c.deps.Delete(d.Path.Base()); err != nil {
+			errs = append(errs, fmt.Errorf("gc: removing %s (invalid, pending removal at start-up): %w", c.show(d.Path), err))
+			continue
+		}
+		c.res.Paths = append(c.res.Paths, c.show(d.Path))
+		c.res.BytesFreed += d.NarSize
+		if c.res.BytesFreed > c.maxFreed() {
+			c.stopped = true
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // finish clears the pending marks of the paths whose files are gone.

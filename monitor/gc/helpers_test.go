@@ -19,14 +19,14 @@ import (
 // testStore is a real store: a directory of store objects, a state directory
 // and a storedb in a temporary directory.
 type testStore struct {
-	t        *testing.T
+	t        testing.TB
 	root     string
 	storeDir storepath.Dir
 	stateDir string
 	db       *storedb.DB
 }
 
-func newStore(t *testing.T) *testStore {
+func newStore(t testing.TB) *testStore {
 	t.Helper()
 	root := t.TempDir()
 	s := &testStore{t: t, root: root, storeDir: storepath.Dir(filepath.Join(root, "store")), stateDir: filepath.Join(root, "state")}
@@ -237,4 +237,27 @@ func namesOf(ps map[string]storepath.Path, names ...string) []storepath.Path {
 		out[i] = ps[n]
 	}
 	return out
+}
+
+// batchDeps is deps with BatchLocker: one lock for many paths.
+type batchDeps struct{ *deps }
+
+func (b batchDeps) LockForDeleteMany(ps []storepath.Path) (func(), []bool) {
+	if b.beforeLk != nil {
+		for _, p := range ps {
+			b.beforeLk(p)
+		}
+	}
+	b.mu.Lock()
+	dead := make([]bool, len(ps))
+	for i, p := range ps {
+		dead[i] = !b.temp[p]
+	}
+	return b.mu.Unlock, dead
+}
+
+// modes runs f with per-path locking and with batches.
+func modes(t *testing.T, f func(t *testing.T, wrap func(*deps) Deps)) {
+	t.Run("per-path", func(t *testing.T) { f(t, func(d *deps) Deps { return d }) })
+	t.Run("batched", func(t *testing.T) { f(t, func(d *deps) Deps { return batchDeps{d} }) })
 }
