@@ -7,6 +7,7 @@ import (
 	"path"
 	"runtime"
 	"strconv"
+	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -90,6 +91,8 @@ var networkEtc = []string{"hosts", "resolv.conf", "services"}
 // sources are the host objects the sandbox is made of, opened before any
 // mount changes.
 type sources struct {
+	view    int // the store view and the build directory, reopened in our mount namespace
+	build   int
 	inputs  []input
 	sandbox []sandboxSource
 	dev     map[string]int
@@ -247,13 +250,19 @@ func Setup(j *Job, mon *ipc.Conn) error {
 	return nil
 }
 
-// checkNamespaces compares our namespaces with the host's PID 1's.
+// checkNamespaces compares our namespaces with those of the process that
+// started us (the monitor), found through the host's /proc (still mounted:
+// it shows host pids), since PID 1 of the host may not be readable.
 func checkNamespaces(network bool) error {
 	if os.Geteuid() != 0 || os.Getuid() != 0 {
 		return fmt.Errorf("the build process must start as root (uid %d)", os.Getuid())
 	}
 	if os.Getpid() != 1 {
 		return fmt.Errorf("not PID 1 of a new PID namespace (pid %d): the monitor must set CLONE_NEWPID", os.Getpid())
+	}
+	parent, err := hostParent()
+	if err != nil {
+		return err
 	}
 	kinds := []string{"mnt", "ipc", "uts"}
 	if !network {
@@ -264,25 +273,59 @@ func checkNamespaces(network bool) error {
 		if err != nil {
 			return err
 		}
-		host, err := os.Readlink("/proc/1/ns/" + k)
+		theirs, err := os.Readlink("/proc/" + parent + "/ns/" + k)
 		if err != nil {
 			return err
 		}
-		if mine == host {
-			return fmt.Errorf("still in the host's %s namespace: the monitor must start the build process in a new one", k)
+		if mine == theirs {
+			return fmt.Errorf("still in the monitor's %s namespace: the monitor must start the build process in a new one", k)
 		}
 	}
 	return nil
 }
 
+// hostParent returns our parent's pid as the host's /proc knows it.
+func hostParent() (string, error) {
+	self, err := os.Readlink("/proc/self")
+	if err != nil {
+		return "", err
+	}
+	b, err := os.ReadFile("/proc/" + self + "/status")
+	if err != nil {
+		return "", err
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "PPid:"); ok {
+			v = strings.TrimSpace(v)
+			if n, err := strconv.Atoi(v); err != nil || n <= 0 {
+				return "", fmt.Errorf("parent pid %q", v)
+			}
+			return v, nil
+		}
+	}
+	return "", fmt.Errorf("no PPid in /proc/%s/status", self)
+}
+
 func openSources(j *Job) (*sources, error) {
-	src := &sources{dev: map[string]int{}, etc: map[string]int{}}
+	src := &sources{view: -1, build: -1, dev: map[string]int{}, etc: map[string]int{}}
 	ok := false
 	defer func() {
 		if !ok {
 			src.close()
 		}
 	}()
+	// The job's directory fds were opened in the monitor's mount namespace,
+	// and mount(2) binds only from mounts of our own. Each is reopened by
+	// the path the kernel gives for it (our namespace is a copy of the
+	// monitor's, and the per-build tree lies under a root-only parent) and
+	// must be the very same inode.
+	var err error
+	if src.view, err = reopenHere(j.StoreView); err != nil {
+		return nil, fail(StageOpenSources, fmt.Errorf("store view: %w", err))
+	}
+	if src.build, err = reopenHere(j.BuildDir); err != nil {
+		return nil, fail(StageOpenSources, fmt.Errorf("build directory: %w", err))
+	}
 	store, err := unix.Open(j.StoreDir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, fail(StageOpenSources, fmt.Errorf("store %s: %w", j.StoreDir, err))
@@ -365,7 +408,38 @@ func openSources(j *Job) (*sources, error) {
 	return src, nil
 }
 
+// reopenHere opens, in our mount namespace, the directory f refers to.
+func reopenHere(f *os.File) (int, error) {
+	p, err := os.Readlink(procFd(int(f.Fd())))
+	if err != nil {
+		return -1, err
+	}
+	fd, err := unix.Open(p, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, fmt.Errorf("%s: %w", p, err)
+	}
+	var a, b unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &a); err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	if err := unix.Fstat(fd, &b); err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	if a.Dev != b.Dev || a.Ino != b.Ino {
+		unix.Close(fd)
+		return -1, fmt.Errorf("%s is not the directory the monitor sent", p)
+	}
+	return fd, nil
+}
+
 func (s *sources) close() {
+	for _, fd := range []int{s.view, s.build} {
+		if fd >= 0 {
+			unix.Close(fd)
+		}
+	}
 	for _, in := range s.inputs {
 		unix.Close(in.fd)
 	}
@@ -452,14 +526,20 @@ func countEntries(fd int) (int, error) {
 func procFd(fd int) string { return "/proc/self/fd/" + strconv.Itoa(fd) }
 
 // bindFd bind-mounts what fd refers to at target (recursively) and sets
-// attrs on the new mount and every mount beneath it.
+// attrs on the new mount and every mount beneath it; without
+// MOUNT_ATTR_RDONLY in attrs the new mounts are made writable (a bind
+// inherits the read-only flag of its source, which the unsandboxed view
+// sets on every host mount).
 func bindFd(fd int, target string, attrs uint64) error {
 	if err := unix.Mount(procFd(fd), target, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
 		return fmt.Errorf("bind at %s: %w", target, err)
 	}
 	if attrs != 0 {
-		if err := unix.MountSetattr(unix.AT_FDCWD, target, unix.AT_RECURSIVE|unix.AT_SYMLINK_NOFOLLOW,
-			&unix.MountAttr{Attr_set: attrs}); err != nil {
+		ma := unix.MountAttr{Attr_set: attrs}
+		if attrs&unix.MOUNT_ATTR_RDONLY == 0 {
+			ma.Attr_clr = unix.MOUNT_ATTR_RDONLY
+		}
+		if err := unix.MountSetattr(unix.AT_FDCWD, target, unix.AT_RECURSIVE|unix.AT_SYMLINK_NOFOLLOW, &ma); err != nil {
 			return fmt.Errorf("mount attributes of %s: %w", target, err)
 		}
 	}
@@ -478,7 +558,7 @@ func mountStore(j *Job, src *sources, root string) error {
 	if err := os.MkdirAll(store, 0o755); err != nil {
 		return fail(StageStore, err)
 	}
-	if err := bindFd(int(j.StoreView.Fd()), store, attrRW); err != nil {
+	if err := bindFd(src.view, store, attrRW); err != nil {
 		return fail(StageStore, err)
 	}
 	for _, in := range src.inputs {
@@ -492,12 +572,12 @@ func mountStore(j *Job, src *sources, root string) error {
 	return nil
 }
 
-func mountBuildDir(j *Job, root string) error {
+func mountBuildDir(j *Job, src *sources, root string) error {
 	target := root + j.BuildTop
 	if err := os.MkdirAll(target, 0o755); err != nil {
 		return fail(StageBuildTop, err)
 	}
-	if err := bindFd(int(j.BuildDir.Fd()), target, attrRW); err != nil {
+	if err := bindFd(src.build, target, attrRW); err != nil {
 		return fail(StageBuildTop, err)
 	}
 	return nil
@@ -575,10 +655,9 @@ func buildRoot(j *Job, src *sources) error {
 	if err := unix.Mount("tmpfs", root, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=0755,size=1m"); err != nil {
 		return fail(StageRoot, err)
 	}
-	if err := mountStore(j, src, root); err != nil {
-		return err
-	}
-	if err := mountBuildDir(j, root); err != nil {
+	// /tmp, /dev and /proc first: a store or build directory beneath one
+	// of them (a test store in /tmp) is mounted on top, not shadowed.
+	if err := mountTmp(root); err != nil {
 		return err
 	}
 	if err := mountDev(src, root); err != nil {
@@ -587,7 +666,10 @@ func buildRoot(j *Job, src *sources) error {
 	if err := mountProc(root); err != nil {
 		return err
 	}
-	if err := mountTmp(root); err != nil {
+	if err := mountStore(j, src, root); err != nil {
+		return err
+	}
+	if err := mountBuildDir(j, src, root); err != nil {
 		return err
 	}
 	if err := writeEtc(j, src, root); err != nil {
@@ -682,7 +764,7 @@ func hostView(j *Job, src *sources) error {
 	if err := mountStore(j, src, ""); err != nil {
 		return err
 	}
-	if err := mountBuildDir(j, ""); err != nil {
+	if err := mountBuildDir(j, src, ""); err != nil {
 		return err
 	}
 	if err := mountDev(src, ""); err != nil {

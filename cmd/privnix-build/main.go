@@ -32,10 +32,10 @@ const (
 )
 
 func main() {
-	if err := run(); err != nil {
-		fmt.Fprintf(os.Stderr, "privnix-build: %v\n", err)
-		os.Exit(1)
-	}
+	// run returns only on failure: on success the builder replaced us.
+	err := run()
+	fmt.Fprintf(os.Stderr, "privnix-build: %v\n", err)
+	os.Exit(1)
 }
 
 func run() error {

@@ -205,11 +205,11 @@ func (m BuildJob) Validate() error {
 	seen := map[string]bool{}
 	for i, o := range m.Outputs {
 		if err := ValidName(o.Name); err != nil || seen[o.Name] || seen[string(o.Path)] {
-			return fmt.Errorf("Outputs[%d]: bad or repeated output %q", i, o.Name)
+			return field("Outputs", fmt.Errorf("[%d]: bad or repeated output %q", i, o.Name))
 		}
 		seen[o.Name], seen[string(o.Path)] = true, true
 		if err := ValidStorePath(m.StoreDir, o.Path); err != nil {
-			return fmt.Errorf("Outputs[%d]: %w", i, err)
+			return field("Outputs", fmt.Errorf("[%d]: %w", i, err))
 		}
 	}
 	if err := field("Args", m.Args.Validate(MaxStrings, func(s string) error {
@@ -237,7 +237,7 @@ func validateBuildLists(storeDir string, env KVs, inputs StorePaths, sp SandboxP
 	if storeDir != "" {
 		for i, p := range inputs {
 			if err := ValidStorePath(storeDir, p); err != nil {
-				return fmt.Errorf("InputPaths[%d]: %w", i, err)
+				return field("InputPaths", fmt.Errorf("[%d]: %w", i, err))
 			}
 		}
 	}
@@ -246,10 +246,10 @@ func validateBuildLists(storeDir string, env KVs, inputs StorePaths, sp SandboxP
 	}
 	for i, s := range sp {
 		if err := firstErr(ValidAbsPath(s.Target), ValidAbsPath(s.Source)); err != nil {
-			return fmt.Errorf("SandboxPaths[%d]: %w", i, err)
+			return field("SandboxPaths", fmt.Errorf("[%d]: %w", i, err))
 		}
 		if s.Target == "/" {
-			return fmt.Errorf("SandboxPaths[%d]: target /", i)
+			return field("SandboxPaths", fmt.Errorf("[%d]: target /", i))
 		}
 	}
 	if len(files) > MaxBuildFiles {
@@ -257,7 +257,7 @@ func validateBuildLists(storeDir string, env KVs, inputs StorePaths, sp SandboxP
 	}
 	for i, f := range files {
 		if f.Name == "" || f.Name == "." || f.Name == ".." || len(f.Name) > MaxNarNameLen || strings.ContainsAny(f.Name, "/\x00") {
-			return fmt.Errorf("Files[%d]: bad file name %q", i, f.Name)
+			return field("Files", fmt.Errorf("[%d]: bad file name %q", i, f.Name))
 		}
 	}
 	return nil

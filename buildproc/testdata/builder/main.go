@@ -162,7 +162,7 @@ func report() {
 
 	// setuid and setgid bits, every way
 	f := out + "/file"
-	p["chmod 4755"] = errName(os.Chmod(f, 0o4755))
+	p["chmod 4755"] = errName(os.Chmod(f, os.ModeSetuid|0o755))
 	p["chmod 2755"] = errName(unix.Chmod(f, 0o2755))
 	p["fchmodat 4755"] = errName(unix.Fchmodat(unix.AT_FDCWD, f, 0o4755, 0))
 	p["fchmodat2 6755"] = errName(func() error {
