@@ -31,6 +31,13 @@ type DB interface {
 	ClearPending(ps ...storepath.Path) error
 }
 
+// PendingDeleter is optional for DB: DeleteMarkPending is Delete and
+// MarkPending of the same paths in one transaction (proposed for storedb),
+// which closes the crash window between the two commits.
+type PendingDeleter interface {
+	DeleteMarkPending(ps ...storepath.Path) error
+}
+
 // Deps is what the monitor provides to Collect.
 type Deps interface {
 	DB() DB
@@ -102,11 +109,12 @@ func (e *AliveError) Error() string {
 //
 // Crash safety (DESIGN.md invariant 3): a path is made invalid in the DB
 // first, then marked pending, then its files are removed; the pending marks
-// are cleared at the end. A crash after the first step leaves a pending,
+// are cleared at the end. A crash after the second step leaves a pending,
 // invalid path, which the monitor's start-up cleanup removes; between the
 // first and second step (two commits apart) it leaves an unregistered
-// directory — see docs/internal-apis.md for the storedb call that would
-// close that window.
+// directory, unless the DB implements PendingDeleter (both in one commit).
+// The mark never comes first: start-up removes every pending path, so a
+// crash would then delete the files of a path the DB still calls valid.
 func Collect(ctx context.Context, opts Options, deps Deps) (Result, error) {
 	if opts.IgnoreLiveness {
 		return Result{}, ErrIgnoreLiveness
@@ -349,7 +357,13 @@ func (c *collector) deleteLocked(chunk []DeadPath, stillDead []bool) error {
 	for i, d := range victims {
 		ps[i] = d.Path
 	}
-	err := c.db.Delete(ps...)
+	pd, atomic := c.db.(PendingDeleter)
+	var err error
+	if atomic {
+		err = pd.DeleteMarkPending(ps...)
+	} else {
+		err = c.db.Delete(ps...)
+	}
 	if errors.Is(err, storedb.ErrLiveReferrer) && len(victims) > 1 {
 		// Someone refers to one of them now: find which, one at a time.
 		for _, d := range victims {
@@ -366,8 +380,10 @@ func (c *collector) deleteLocked(chunk []DeadPath, stillDead []bool) error {
 	if err != nil {
 		return fmt.Errorf("gc: %w", err)
 	}
-	if err := c.db.MarkPending(ps...); err != nil {
-		return fmt.Errorf("gc: %d paths are invalid but still in the store: %w", len(ps), err)
+	if !atomic {
+		if err := c.db.MarkPending(ps...); err != nil {
+			return fmt.Errorf("gc: %d paths are invalid but still in the store: %w", len(ps), err)
+		}
 	}
 	c.pending = append(c.pending, ps...)
 	var errs []error
