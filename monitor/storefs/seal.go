@@ -257,9 +257,12 @@ func (z *sealer) node(parent int, name string, dparent int, dname, rel string) e
 	if z.nodes > z.opts.MaxEntries {
 		return refuse(rel, ErrTooManyEntries, fmt.Sprintf("more than %d", z.opts.MaxEntries))
 	}
+	if raceHookForTest != nil {
+		raceHookForTest("open", rel)
+	}
 	pfd, err := openBeneath(parent, name, unix.O_PATH)
 	if err != nil {
-		return fmt.Errorf("storefs: Seal: opening %q: %w", rel, err)
+		return openFailed(rel, len(z.stack) == 0, err)
 	}
 	defer unix.Close(pfd)
 	var st unix.Stat_t
@@ -294,6 +297,26 @@ func (z *sealer) node(parent int, name string, dparent int, dname, rel string) e
 		z.rootIsDir = true
 	}
 	return z.dir(pfd, dparent, dname, rel)
+}
+
+// raceHookForTest, when set, runs before each lookup ("open") and before a
+// typed regular file is reopened for reading ("reopen"), so tests can swap
+// entries where a concurrent writer could.
+var raceHookForTest func(step, rel string)
+
+// openFailed turns a failed lookup into a refusal when the tree is to blame:
+// no out at all, an entry gone or replaced since its directory was listed,
+// a mount point.
+func openFailed(rel string, root bool, err error) error {
+	switch {
+	case err == unix.ENOENT && root:
+		return refuse(rel, ErrMissing, "the writer left nothing")
+	case err == unix.ENOENT || err == unix.ELOOP || err == unix.ENOTDIR:
+		return refuse(rel, ErrChanged, err.Error())
+	case err == unix.EXDEV:
+		return refuse(rel, ErrUnsupportedType, "a mount point")
+	}
+	return fmt.Errorf("storefs: Seal: opening %q: %w", rel, err)
 }
 
 func (z *sealer) countLink(st *unix.Stat_t, rel string) {
@@ -384,9 +407,12 @@ func canonFile(fd int, exec bool) error {
 }
 
 func (z *sealer) file(parent int, name string, want *unix.Stat_t, dparent int, dname, rel string, shared bool) error {
+	if raceHookForTest != nil {
+		raceHookForTest("reopen", rel)
+	}
 	fd, err := openBeneath(parent, name, unix.O_RDONLY|unix.O_NONBLOCK|unix.O_NOCTTY)
 	if err != nil {
-		return fmt.Errorf("storefs: Seal: opening %q: %w", rel, err)
+		return openFailed(rel, false, err)
 	}
 	defer unix.Close(fd)
 	var st unix.Stat_t
@@ -502,6 +528,9 @@ func (z *sealer) dir(pfd, dparent int, dname, rel string) error {
 	}
 	if top.names, err = readNames(fd, z.dbuf); err != nil {
 		return fmt.Errorf("storefs: Seal: listing %q: %w", rel, err)
+	}
+	if z.nodes+len(top.names) > z.opts.MaxEntries {
+		return refuse(rel, ErrTooManyEntries, fmt.Sprintf("more than %d", z.opts.MaxEntries))
 	}
 	for _, n := range top.names {
 		if err := nar.CheckName(n); err != nil {

@@ -192,6 +192,7 @@ func TestSealRefused(t *testing.T) {
 		opts   SealOptions
 		reason error
 	}{
+		{name: "no out", ops: []op{file("other", "", 0o644)}, reason: ErrMissing},
 		{name: "fifo", ops: []op{mkdir("out", 0o755), {Op: "fifo", Path: "out/fifo"}}, reason: ErrUnsupportedType},
 		{name: "socket", ops: []op{mkdir("out", 0o755), {Op: "socket", Path: "out/sock"}}, reason: ErrUnsupportedType},
 		{name: "fifo as out", ops: []op{{Op: "fifo", Path: "out"}}, reason: ErrUnsupportedType},
@@ -438,5 +439,89 @@ func TestStagingStates(t *testing.T) {
 	}
 	if _, err := e.s.NewStaging(0, 0); err == nil {
 		t.Errorf("NewStaging for uid 0 accepted")
+	}
+}
+
+// TestSealRace swaps entries at the two points of the walk where a writer
+// that kept an fd on a directory could (raceHookForTest): nothing is
+// followed, nothing outside changes, a replaced file is refused.
+func TestSealRace(t *testing.T) {
+	const swapToLink = `rm -rf "$1" && ln -s "$2" "$1" && chown -h "$3:$3" "$1"`
+	cases := []struct {
+		name     string
+		step, at string
+		script   string // sh -c script, "$1" the entry, "$2" the sentinel file, "$3" the writer uid
+		target   string // "file" or "dir": what $2 names in the sentinel directory
+		reason   error  // nil: sealed as what is there now
+	}{
+		{"file swapped for a symlink to a root file before it is read", "reopen", "out/f", swapToLink, "file", ErrChanged},
+		{"file swapped for a fifo before it is read", "reopen", "out/f", `rm "$1" && mkfifo "$1" && chown "$3:$3" "$1"`, "file", ErrChanged},
+		{"file swapped for a new file before it is read", "reopen", "out/f", `rm "$1" && echo new > "$1" && chown "$3:$3" "$1"`, "file", ErrChanged},
+		{"file removed after its directory was listed", "open", "out/f", `rm "$1"`, "file", ErrChanged},
+		{"directory swapped for a symlink to a root directory", "open", "out/d", swapToLink, "dir", nil},
+		{"directory swapped for a symlink to a root file", "open", "out/d", swapToLink, "file", nil},
+	}
+	for _, copyMode := range []bool{false, true} {
+		for _, tc := range cases {
+			t.Run(fmt.Sprintf("%s/copy=%v", tc.name, copyMode), func(t *testing.T) {
+				e := newEnv(t)
+				sdir := filepath.Join(e.base, "sentinel-dir")
+				if err := os.Mkdir(sdir, 0o755); err != nil {
+					t.Fatal(err)
+				}
+				sfile := filepath.Join(sdir, "file")
+				if err := os.WriteFile(sfile, []byte("keep\n"), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				dirWas, fileWas := lstat(t, sdir), lstat(t, sfile)
+				st := e.newStaging(t)
+				write(t, st, mkdir("out", 0o755), mkdir("out/d", 0o755), file("out/d/x", "x", 0o644), file("out/f", "f\n", 0o644))
+				target := sfile
+				if tc.target == "dir" {
+					target = sdir
+				}
+				swapped := false
+				raceHookForTest = func(step, rel string) {
+					if step == tc.step && rel == tc.at && !swapped {
+						swapped = true
+						run(t, "sh", "-c", tc.script, "sh", filepath.Join(e.path(st), rel), target, fmt.Sprint(writerUID))
+					}
+				}
+				defer func() { raceHookForTest = nil }()
+				res, err := st.Seal(SealOptions{WriterUID: writerUID, Copy: copyMode})
+				if !swapped {
+					t.Fatal("the hook never ran")
+				}
+				if tc.reason != nil {
+					if !errors.Is(err, tc.reason) {
+						t.Fatalf("Seal: %v, want %v", err, tc.reason)
+					}
+				} else {
+					if err != nil {
+						t.Fatal(err)
+					}
+					name := storeName(res.NarHash, "race")
+					if err := st.Commit(name); err != nil {
+						t.Fatal(err)
+					}
+					p := filepath.Join(e.store, name)
+					if got := nixHash(t, p); got != res.NarHash.Nix32() {
+						t.Errorf("sealed %s, the store object hashes to %s", res.NarHash.Nix32(), got)
+					}
+					if got := lstat(t, filepath.Join(p, "d")); got.Mode&unix.S_IFMT != unix.S_IFLNK || got.Uid != 0 {
+						t.Errorf("out/d in the store: %+v", got)
+					}
+				}
+				if got := lstat(t, sdir); got != dirWas {
+					t.Errorf("sentinel directory changed: %+v, was %+v", got, dirWas)
+				}
+				if got := lstat(t, sfile); got != fileWas {
+					t.Errorf("sentinel file changed: %+v, was %+v", got, fileWas)
+				}
+				if data, _ := os.ReadFile(sfile); string(data) != "keep\n" {
+					t.Errorf("sentinel file holds %q", data)
+				}
+			})
+		}
 	}
 }
