@@ -631,10 +631,22 @@ func TestFixedOutputAbstractSocket(t *testing.T) {
 			c.Close()
 		}
 	}()
+	// The datagram variant needs no socket(): a socketpair end sends, with
+	// SCM_RIGHTS, to an abstract address. Landlock's scope refuses it.
+	dg, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: "@" + name + "-dgram", Net: "unixgram"})
+	must(t, err)
+	defer dg.Close()
+	received := make(chan struct{}, 1)
+	go func() {
+		buf, oob := make([]byte, 16), make([]byte, 64)
+		if _, _, _, _, err := dg.ReadMsgUnix(buf, oob); err == nil {
+			received <- struct{}{}
+		}
+	}()
 	job := f.job("report", msg.SandboxOn, true)
 	f.okBuild(job)
 	rep := f.report()
-	checkProbes(t, rep.Probes, map[string]string{"connect abstract": "EPERM", "socketpair": "ok"})
+	checkProbes(t, rep.Probes, map[string]string{"connect abstract": "EPERM", "socketpair": "ok", "sendto abstract dgram": "EPERM"})
 	if len(rep.Interfaces) < 2 {
 		t.Errorf("a fixed-output build sees the host's interfaces, got %v", rep.Interfaces)
 	}
@@ -646,11 +658,13 @@ func TestFixedOutputAbstractSocket(t *testing.T) {
 	// here too, with the listener up.
 	f.newBuildTree()
 	f.okBuild(f.job("report", msg.SandboxOn, false))
-	checkProbes(t, f.report().Probes, map[string]string{"connect abstract": "ECONNREFUSED"})
+	checkProbes(t, f.report().Probes, map[string]string{"connect abstract": "ECONNREFUSED", "sendto abstract dgram": "ECONNREFUSED"})
 	select {
 	case <-accepted:
 		t.Error("a build connected to the host's abstract socket")
-	default:
+	case <-received:
+		t.Error("a build sent a datagram to the host's abstract socket")
+	case <-time.After(100 * time.Millisecond):
 	}
 }
 

@@ -24,8 +24,9 @@ import (
 
 // builderRules is the table. Options known only at apply time: network
 // (fixed-output builds share the host's network namespace, where abstract
-// unix sockets of the host are reachable).
-func builderRules(network bool) []rule {
+// unix sockets of the host are reachable) and scoped (Landlock confines
+// abstract unix sockets to the build's own domain).
+func builderRules(network, scoped bool) []rule {
 	noSetid := [][]match{{bitsClear(1, unix.S_ISUID|unix.S_ISGID)}}
 	noSetid2 := [][]match{{bitsClear(2, unix.S_ISUID|unix.S_ISGID)}}
 	noSetid3 := [][]match{{bitsClear(3, unix.S_ISUID|unix.S_ISGID)}}
@@ -108,6 +109,13 @@ func builderRules(network bool) []rule {
 			{eq(0, unix.AF_INET6)},
 			{eq(0, unix.AF_NETLINK)},
 		}})
+		// A socketpair end needs no socket(): sendto/sendmsg with an
+		// address sends a datagram, SCM_RIGHTS included, to any abstract
+		// datagram socket of the namespace. Only Landlock's scope
+		// (unix_may_send) stops that, so without it socketpair goes too.
+		if !scoped {
+			rules = append(rules, rule{name: "socketpair", nr: unix.SYS_SOCKETPAIR, errno: unix.EPERM})
+		}
 	}
 	return rules
 }
@@ -129,9 +137,9 @@ func assembleAllowDefault(rules []rule, deny unix.Errno) ([]unix.SockFilter, err
 }
 
 // BuilderFilter returns the compiled Builder seccomp program (for tests and
-// for the record).
-func BuilderFilter(network bool) ([]unix.SockFilter, error) {
-	return assembleAllowDefault(builderRules(network), unix.EPERM)
+// for the record); scoped says Landlock scopes abstract unix sockets.
+func BuilderFilter(network, scoped bool) ([]unix.SockFilter, error) {
+	return assembleAllowDefault(builderRules(network, scoped), unix.EPERM)
 }
 
 // BuilderOptions are the per-build parts of the Builder profile.
@@ -189,7 +197,7 @@ func ApplyBuilder(o BuilderOptions) (BuilderConfinement, error) {
 		}
 		c.ScopedAbstract = true
 	}
-	prog, err := BuilderFilter(o.Network)
+	prog, err := BuilderFilter(o.Network, c.ScopedAbstract)
 	if err != nil {
 		return c, fmt.Errorf("confine builder: %w", err)
 	}

@@ -10,11 +10,15 @@ import (
 // The kernel's verdicts on a real builder are checked by buildproc's tests,
 // which run builders under ApplyBuilder.
 func TestBuilderFilter(t *testing.T) {
-	local, err := BuilderFilter(false)
+	local, err := BuilderFilter(false, true)
 	if err != nil {
 		t.Fatal(err)
 	}
-	fod, err := BuilderFilter(true)
+	fod, err := BuilderFilter(true, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fodUnscoped, err := BuilderFilter(true, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,6 +86,10 @@ func TestBuilderFilter(t *testing.T) {
 		{"socket AF_UNIX (fixed-output)", fod, call(unix.SYS_SOCKET, unix.AF_UNIX, unix.SOCK_STREAM), eperm},
 		{"socket AF_UNIX high garbage (fixed-output)", fod, call(unix.SYS_SOCKET, hi|unix.AF_UNIX, unix.SOCK_STREAM), eperm},
 		{"socket AF_PACKET (fixed-output)", fod, call(unix.SYS_SOCKET, unix.AF_PACKET), eperm},
+		// without Landlock scopes, socketpair too (sendto with an address)
+		{"socketpair (fixed-output, no Landlock scope)", fodUnscoped, call(unix.SYS_SOCKETPAIR, unix.AF_UNIX), eperm},
+		{"socket AF_INET (fixed-output, no Landlock scope)", fodUnscoped, call(unix.SYS_SOCKET, unix.AF_INET), allow},
+		{"socketpair (sandboxed, no Landlock scope)", local, call(unix.SYS_SOCKETPAIR, unix.AF_UNIX), allow},
 
 		// foreign ABI and x32 numbers
 		{"i386 ABI", local, seccompData{nr: 15, arch: unix.AUDIT_ARCH_I386}, kill},

@@ -227,6 +227,22 @@ func report() {
 		defer unix.Close(s)
 		return unix.Connect(s, &unix.SockaddrUnix{Name: "@" + os.Getenv("ABSTRACT")})
 	}())
+	// No socket() needed: a socketpair end can send a datagram (with
+	// SCM_RIGHTS) to any abstract datagram socket by address.
+	p["sendto abstract dgram"] = errName(func() error {
+		fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_DGRAM, 0)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fds[0])
+		defer unix.Close(fds[1])
+		out, err := unix.Open(os.Getenv("out")+"/file", unix.O_RDONLY, 0)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(out)
+		return unix.Sendmsg(fds[0], []byte("fd"), unix.UnixRights(out), &unix.SockaddrUnix{Name: "@" + os.Getenv("ABSTRACT") + "-dgram"}, 0)
+	}())
 	p["socketpair"] = errName(func() error {
 		fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM, 0)
 		if err == nil {
