@@ -182,6 +182,9 @@ func (f *fixture) job(mode string, sandbox uint64, network bool) msg.BuildJob {
 		{Key: "SQUAT", Value: f.squat},
 		{Key: "HOST_SENTINEL", Value: f.sentinel},
 		{Key: "ABSTRACT", Value: "privnix-test-" + filepath.Base(f.dir)},
+		{Key: "SANDBOX_FILE", Value: "/usr/lib/tool/sentinel"},
+		{Key: "SANDBOX_OPTIONAL", Value: "/opt/absent"},
+		{Key: "HOST_TMP", Value: filepath.Dir(bins.build)},
 	}
 	return msg.BuildJob{
 		Builder:    string(f.builder) + "/bin/builder",
@@ -195,6 +198,10 @@ func (f *fixture) job(mode string, sandbox uint64, network bool) msg.BuildJob {
 		Network:  network,
 		BuildTop: top,
 		Files:    msg.BuildFiles{{Name: ".attr-foo", Data: "passed "}, {Name: ".attr-foo", Data: "as a file"}},
+		SandboxPaths: msg.SandboxPathList{
+			{Target: "/usr/lib/tool/sentinel", Source: f.sentinel},
+			{Target: "/opt/absent", Source: "/nonexistent/privnix", Optional: true},
+		},
 	}
 }
 
@@ -510,6 +517,9 @@ func TestSandboxedBuild(t *testing.T) {
 		"stat /etc/shadow": "ENOENT", "read host sentinel": "ENOENT", "write host sentinel": "ENOENT",
 		// own network namespace: the host's abstract sockets are not there
 		"connect abstract": "ECONNREFUSED", "socketpair": "ok",
+		// sandbox-paths: read-only; an optional absent one is skipped
+		"read sandbox path": "ok", "write sandbox path": "EROFS", "stat optional sandbox path": "ENOENT",
+		"stat host tmp": "ENOENT",
 	})
 	if !strings.Contains(r.log, "report written") {
 		t.Errorf("log %q", r.log)
@@ -562,6 +572,16 @@ func TestSandboxedBuild(t *testing.T) {
 		}
 		return nil
 	})
+	// The input symlink is a symlink in the view, not a mount.
+	_, linkBase := f.link.Split()
+	if l, err := os.Readlink(f.view + "/" + linkBase); err != nil || l != string(f.data) {
+		t.Errorf("input symlink in the view: %q %v", l, err)
+	}
+	// The derivation's file belongs to the build user: written after the drop.
+	must(t, unix.Lstat(f.build+"/.attr-foo", &st))
+	if st.Uid != u.uid || st.Mode&0o7777 != 0o600 {
+		t.Errorf(".attr-foo owner %d mode %o", st.Uid, st.Mode&0o7777)
+	}
 	must(t, unix.Lstat(f.buildRoot, &st))
 	if st.Uid != 0 || st.Mode&0o7777 != 0o700 {
 		t.Errorf("build root owner %d mode %o", st.Uid, st.Mode&0o7777)
@@ -596,7 +616,8 @@ func TestUnsandboxedBuild(t *testing.T) {
 		"write /": "EROFS", "write /etc": "EROFS", "write /var/tmp": "EROFS", "write /etc/passwd": "EACCES",
 		"write input dir": "EROFS", "write input file": "EROFS",
 		"read host sentinel": "ok", "write host sentinel": "EROFS", "stat /etc/shadow": "ok",
-		"chmod 4755": "EPERM", "create 4755": "EPERM", "setxattr": "ENOTSUP", "io_uring_setup": "EPERM",
+		"stat host tmp": "ENOENT", // a private /tmp
+		"chmod 4755":    "EPERM", "create 4755": "EPERM", "setxattr": "ENOTSUP", "io_uring_setup": "EPERM",
 		"squat store name": "ok",
 	})
 	if after := snapshot(t, f.store); after != before {

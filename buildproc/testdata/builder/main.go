@@ -211,6 +211,15 @@ func report() {
 	p["symlink sentinel"] = errName(os.Symlink(os.Getenv("HOST_SENTINEL"), r.Cwd+"/sentinel"))
 	p["chmod build dir 0777"] = errName(os.Chmod(r.Cwd, 0o777))
 
+	// sandbox-paths and the host's /tmp
+	_, err = os.ReadFile(os.Getenv("SANDBOX_FILE"))
+	p["read sandbox path"] = errName(err)
+	p["write sandbox path"] = errName(os.WriteFile(os.Getenv("SANDBOX_FILE"), []byte("pwned"), 0))
+	_, err = os.Stat(os.Getenv("SANDBOX_OPTIONAL"))
+	p["stat optional sandbox path"] = errName(err)
+	_, err = os.Stat(os.Getenv("HOST_TMP"))
+	p["stat host tmp"] = errName(err)
+
 	// host files
 	_, err = os.Stat("/etc/shadow")
 	p["stat /etc/shadow"] = errName(err)
