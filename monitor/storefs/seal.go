@@ -315,6 +315,8 @@ func openFailed(rel string, root bool, err error) error {
 		return refuse(rel, ErrChanged, err.Error())
 	case err == unix.EXDEV:
 		return refuse(rel, ErrUnsupportedType, "a mount point")
+	case err == unix.EWOULDBLOCK:
+		return refuse(rel, ErrChanged, "held by a lease") // only a live writer can hold one
 	}
 	return fmt.Errorf("storefs: Seal: opening %q: %w", rel, err)
 }

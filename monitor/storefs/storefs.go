@@ -89,8 +89,9 @@ type Store struct {
 // uid:gid 0700 if it is missing). It refuses, wrapping ErrUnsafe and saying
 // why: a store that is a symlink, not owned by the daemon's euid, or writable
 // by group or others; a staging root that is a symlink, not owned by the
-// daemon or not mode 0700; and a staging root on another mount than the store
-// (renameat2 could not move trees into the store).
+// daemon or not mode 0700, or whose parent is writable by group or others;
+// and a staging root on another mount than the store (renameat2 could not
+// move trees into the store).
 func Open(storeDir, stagingRoot string) (*Store, error) {
 	for _, p := range []string{storeDir, stagingRoot} {
 		if !filepath.IsAbs(p) || filepath.Clean(p) != p {
@@ -154,6 +155,13 @@ func openStagingRoot(path string, uid, gid int) (int, error) {
 		return -1, fmt.Errorf("storefs: opening %s: %w", parent, err)
 	}
 	defer unix.Close(pfd)
+	var pst unix.Stat_t
+	if err := unix.Fstat(pfd, &pst); err != nil {
+		return -1, fmt.Errorf("storefs: stat %s: %w", parent, err)
+	}
+	if pst.Mode&0o022 != 0 {
+		return -1, fmt.Errorf("storefs: staging root %s: %w: its parent has mode %#o, writable by group or others, who could replace it", path, ErrUnsafe, pst.Mode&0o7777)
+	}
 	created := true
 	if err := unix.Mkdirat(pfd, name, 0o700); err == unix.EEXIST {
 		created = false

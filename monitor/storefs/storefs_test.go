@@ -57,6 +57,9 @@ func TestOpen(t *testing.T) {
 		{"staging root owned by another uid", func(t *testing.T, base string) (string, string) {
 			return mkdirAt(t, base, "store", 0o755, 0), mkdirAt(t, base, "staging", 0o700, otherUID)
 		}, "owner uid"},
+		{"staging root in a world-writable directory", func(t *testing.T, base string) (string, string) {
+			return mkdirAt(t, base, "store", 0o755, 0), filepath.Join(mkdirAt(t, base, "tmp", 0o1777, 0), "staging")
+		}, "writable by group or others"},
 		{"relative path", func(t *testing.T, base string) (string, string) {
 			return "store", filepath.Join(base, "staging")
 		}, "absolute"},
