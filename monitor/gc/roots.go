@@ -217,6 +217,20 @@ func ScanRootsDir(ctx context.Context, stateDir string, storeDir storepath.Dir, 
 		}
 	}
 	w.resolveAll(ctx, resolve)
+	// A relative link to a link in the same root-owned directory (profiles'
+	// "profile" → "profile-1-link") names the same root twice: Nix keeps a
+	// set of links per path.
+	type key struct {
+		link string
+		path storepath.Path
+	}
+	seen := map[key]bool{}
+	w.scan.Roots = slices.DeleteFunc(w.scan.Roots, func(r Root) bool {
+		k := key{r.Link, r.Path}
+		dup := seen[k]
+		seen[k] = true
+		return dup
+	})
 	return w.scan, nil
 }
 
@@ -315,6 +329,7 @@ func (w *walker) resolveAll(ctx context.Context, resolve ResolveAs) {
 		err   error
 	}
 	answers := make([]answer, len(w.indirect))
+	budget := newTimeoutBudget()
 	sem := make(chan struct{}, maxParallel)
 	var wg sync.WaitGroup
 	for i, in := range w.indirect {
@@ -327,7 +342,11 @@ func (w *walker) resolveAll(ctx context.Context, resolve ResolveAs) {
 			if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 				deadline = d
 			}
-			target, err := resolveIndirect(in.target, resolve, deadline)
+			var target string
+			var err error
+			if err = ctx.Err(); err == nil {
+				target, err = resolveIndirect(in.target, budget.wrap(resolve), deadline)
+			}
 			switch {
 			case errors.Is(err, errStale):
 				a.stale = true
@@ -361,6 +380,59 @@ func (w *walker) resolveAll(ctx context.Context, resolve ResolveAs) {
 		case a.err != nil:
 			w.scan.Unresolved = append(w.scan.Unresolved, Unresolved{Link: in.link, Target: in.target, Err: a.err})
 		}
+	}
+}
+
+// MaxTimeoutsPerUID: after this many of one user's links timed out in a
+// scan, that user's other links are not tried (each would cost the full
+// deadline: a user with a hanging FUSE or NFS home cannot stall the
+// collector for long).
+const MaxTimeoutsPerUID = 2
+
+// ErrTooManyTimeouts: a link was not tried because its owner's earlier links
+// timed out (MaxTimeoutsPerUID).
+var ErrTooManyTimeouts = errors.New("not tried: this user's other links timed out")
+
+type timeoutBudget struct {
+	mu       sync.Mutex
+	cond     *sync.Cond
+	timeouts map[uint32]int
+	inFlight map[uint32]int
+}
+
+func newTimeoutBudget() *timeoutBudget {
+	b := &timeoutBudget{timeouts: map[uint32]int{}, inFlight: map[uint32]int{}}
+	b.cond = sync.NewCond(&b.mu)
+	return b
+}
+
+// wrap starts a resolution for a uid only while its timeouts so far plus
+// those in flight are fewer than MaxTimeoutsPerUID, and none once that many
+// have timed out: a user whose links all hang costs one deadline.
+func (b *timeoutBudget) wrap(resolve ResolveAs) ResolveAs {
+	if resolve == nil {
+		return nil
+	}
+	return func(uid uint32, path string, deadline time.Time) (string, error) {
+		b.mu.Lock()
+		for b.timeouts[uid] < MaxTimeoutsPerUID && b.timeouts[uid]+b.inFlight[uid] >= MaxTimeoutsPerUID {
+			b.cond.Wait()
+		}
+		if b.timeouts[uid] >= MaxTimeoutsPerUID {
+			b.mu.Unlock()
+			return "", ErrTooManyTimeouts
+		}
+		b.inFlight[uid]++
+		b.mu.Unlock()
+		target, err := resolve(uid, path, deadline)
+		b.mu.Lock()
+		b.inFlight[uid]--
+		if errors.Is(err, ErrTimeout) {
+			b.timeouts[uid]++
+		}
+		b.cond.Broadcast()
+		b.mu.Unlock()
+		return target, err
 	}
 }
 

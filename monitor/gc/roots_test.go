@@ -371,3 +371,69 @@ func TestRuntimeRoots(t *testing.T) {
 	}
 	s.checkConsistent()
 }
+
+// A user whose links all hang costs the collector one deadline, not one per link.
+func TestTimeoutBudgetPerUser(t *testing.T) {
+	s := newStore(t)
+	base, uids := homes(t, "privnix-alice")
+	alice := filepath.Join(base, "privnix-alice")
+	for i := 0; i < 20; i++ {
+		l := filepath.Join(alice, fmt.Sprintf("result-%d", i))
+		userLink(t, s.storeDir.String(mkPath(t, "x")), l, uids["privnix-alice"])
+		userLink(t, l, filepath.Join(s.stateDir, "gcroots", "auto", fmt.Sprintf("l%d", i)), 0)
+	}
+	hang := filepath.Join(base, "hang")
+	if err := os.WriteFile(hang, []byte("#!/bin/sh\nexec sleep 30\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	scan, err := ScanRootsDir(context.Background(), s.stateDir, s.storeDir, ExecResolver{Readlink: hang, GID: overflowGID}.Resolve)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if el := time.Since(start); el > ResolveTimeout*3/2 {
+		t.Errorf("took %v", el)
+	}
+	timeouts, skipped := 0, 0
+	for _, u := range scan.Unresolved {
+		switch {
+		case errors.Is(u.Err, ErrTimeout):
+			timeouts++
+		case errors.Is(u.Err, ErrTooManyTimeouts):
+			skipped++
+		}
+	}
+	if timeouts != MaxTimeoutsPerUID || skipped != 20-MaxTimeoutsPerUID || len(scan.Roots) != 0 {
+		t.Errorf("%d timeouts, %d skipped, roots %v", timeouts, skipped, scan.Roots)
+	}
+}
+
+// Profiles: <state>/profiles is walked too; gcroots/profiles → ../profiles
+// (what nix-store --init creates) names no root by itself.
+func TestProfiles(t *testing.T) {
+	s := newStore(t)
+	ps := s.add([]pathSpec{{name: "user-environment"}, {name: "old"}}, nil)
+	if err := os.Symlink(filepath.Join(s.stateDir, "profiles"), filepath.Join(s.stateDir, "gcroots", "profiles")); err != nil {
+		t.Fatal(err)
+	}
+	pu := filepath.Join(s.stateDir, "profiles", "per-user", "privnix-alice")
+	if err := os.MkdirAll(pu, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(s.storeDir.String(ps["user-environment"]), filepath.Join(pu, "profile-1-link")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("profile-1-link", filepath.Join(pu, "profile")); err != nil {
+		t.Fatal(err)
+	}
+	scan, err := ScanRootsDir(context.Background(), s.stateDir, s.storeDir, ExecResolver{GID: overflowGID}.Resolve)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(scan.Roots) != 1 || scan.Roots[0].Link != filepath.Join(pu, "profile-1-link") || scan.Roots[0].Path != ps["user-environment"] {
+		t.Errorf("roots %+v", scan.Roots)
+	}
+	if len(scan.Unresolved)+len(scan.Stale)+len(scan.Skipped) != 0 {
+		t.Errorf("scan %+v", scan)
+	}
+}
