@@ -11,6 +11,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -124,7 +125,6 @@ func run(ctx context.Context, cfg config) error {
 	if out, err := exec.Command(filepath.Join(cfg.BinDir, "privnixd"), "--version").Output(); err == nil {
 		rep.PrivnixVersion = strings.TrimSpace(string(out))
 	}
-	rep.Sha256sum = sha256sumBaseline(ctx, in.Big, cfg.Repeat)
 	r := &runner{cfg: cfg, work: work, cgRoot: cgRoot, cred: cred}
 	for _, g := range groups(in, self, cfg.LoadDur) {
 		if ctx.Err() != nil {
@@ -226,6 +226,9 @@ func (r *runner) runGroup(ctx context.Context, g *Group, ws []*Workload, pdArgs 
 		if w.Reps > 0 {
 			reps = w.Reps
 		}
+		if w.MaxReps > 0 {
+			reps = min(reps, w.MaxReps)
+		}
 		for rep := range reps {
 			order := targets
 			if rep%2 == 1 {
@@ -270,6 +273,13 @@ func (r *runner) once(ctx context.Context, w *Workload, t *Target, rep int, side
 			return fmt.Errorf("preparing: %v", err)
 		}
 	}
+	if w.Baseline != nil {
+		st := time.Now()
+		if err := w.Baseline(ctx); err != nil {
+			return fmt.Errorf("baseline: %v", err)
+		}
+		side.Baseline = append(side.Baseline, time.Since(st).Seconds())
+	}
 	cpu0, cpuOK := t.d.CPU()
 	sampler := sampleRSS(t.d, 50*time.Millisecond)
 	start := time.Now()
@@ -283,7 +293,11 @@ func (r *runner) once(ctx context.Context, w *Workload, t *Target, rep int, side
 	wall := time.Since(start)
 	peak := sampler.Stop()
 	cpu1, _ := t.d.CPU()
-	if err != nil {
+	var partial *partialError
+	if errors.As(err, &partial) {
+		side.Warn = appendWarn(side.Warn, fmt.Sprintf("rep %d: %v", rep+1, partial.error))
+		logf("  %-22s %-10s rep %d: %v (kept)", w.ID, t.Name, rep+1, partial.error)
+	} else if err != nil {
 		return err
 	}
 	side.PeakTreePSS = max(side.PeakTreePSS, peak)
@@ -300,21 +314,6 @@ func (r *runner) once(ctx context.Context, w *Workload, t *Target, rep int, side
 		side.CPU = append(side.CPU, (cpu1 - cpu0).Seconds())
 	}
 	return nil
-}
-
-// sha256sumBaseline times single-core `sha256sum` of the big file (median).
-func sha256sumBaseline(ctx context.Context, file string, n int) float64 {
-	var ts []float64
-	for range n {
-		st := time.Now()
-		cmd := exec.CommandContext(ctx, "sha256sum", file)
-		if err := cmd.Run(); err != nil {
-			logf("sha256sum: %v", err)
-			return 0
-		}
-		ts = append(ts, time.Since(st).Seconds())
-	}
-	return median(ts)
 }
 
 // profile re-runs the slowest workload (by ratio) with CPU profiling of
@@ -363,6 +362,13 @@ func (r *runner) profile(ctx context.Context, in *Inputs, self string, rep *Repo
 		}
 	}
 	return p
+}
+
+func appendWarn(w, s string) string {
+	if w == "" {
+		return s
+	}
+	return w + "; " + s
 }
 
 func logf(format string, args ...any) {

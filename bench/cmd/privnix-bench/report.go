@@ -31,6 +31,10 @@ type Side struct {
 	PeakTreePSS int64  `json:"peak_tree_pss,omitempty"`
 	HWM         int64  `json:"daemon_vmhwm,omitempty"`
 	Err         string `json:"error,omitempty"`
+	Warn        string `json:"warning,omitempty"` // kept despite a few failed operations
+	// Baseline is sha256sum's time on the same file right before each
+	// repetition (add-file-256m).
+	Baseline []float64 `json:"sha256sum_s,omitempty"`
 }
 
 // Result is one workload on both daemons.
@@ -62,7 +66,7 @@ type Report struct {
 	Repeat         int          `json:"repeat"`
 	LoadSecs       float64      `json:"load_seconds"`
 	NixConf        string       `json:"nix_conf"`
-	Sha256sum      float64      `json:"sha256sum_256mib_s"`
+	Sha256sum      float64      `json:"sha256sum_256mib_s"` // median over both daemons' repetitions
 	AddFraction    *float64     `json:"privnix_add_256mib_vs_sha256sum,omitempty"`
 	NDAddFraction  *float64     `json:"nix_daemon_add_256mib_vs_sha256sum,omitempty"`
 	Results        []*Result    `json:"results"`
@@ -104,15 +108,16 @@ func (r *Result) summarize() {
 
 func (rep *Report) finish() {
 	for _, r := range rep.Results {
-		if r.ID != "add-file-256m" || rep.Sha256sum <= 0 {
+		if r.ID != "add-file-256m" {
 			continue
 		}
-		if r.PD.Median > 0 && r.PD.Err == "" {
-			f := rep.Sha256sum / r.PD.Median
+		rep.Sha256sum = median(append(slices.Clone(r.ND.Baseline), r.PD.Baseline...))
+		if r.PD.Median > 0 && r.PD.Err == "" && len(r.PD.Baseline) > 0 {
+			f := median(r.PD.Baseline) / r.PD.Median
 			rep.AddFraction = &f
 		}
-		if r.ND.Median > 0 && r.ND.Err == "" {
-			f := rep.Sha256sum / r.ND.Median
+		if r.ND.Median > 0 && r.ND.Err == "" && len(r.ND.Baseline) > 0 {
+			f := median(r.ND.Baseline) / r.ND.Median
 			rep.NDAddFraction = &f
 		}
 	}
@@ -158,8 +163,18 @@ func fmtMiB(b int64) string {
 
 func (s *Side) cell(kind string) string {
 	if s.Err != "" {
+		if len(s.Wall) > 0 {
+			return fmt.Sprintf("n/a (failed after %d ok, median %s)", len(s.Wall), fmtDur(median(s.Wall)))
+		}
 		return "n/a"
 	}
+	if s.Warn != "" {
+		return s.cellOK(kind) + " !"
+	}
+	return s.cellOK(kind)
+}
+
+func (s *Side) cellOK(kind string) string {
 	if len(s.Wall) == 0 {
 		return "-"
 	}
@@ -233,6 +248,8 @@ func (rep *Report) errors() []string {
 		}{{nd, &r.ND}, {pd, &r.PD}} {
 			if s.side.Err != "" {
 				out = append(out, fmt.Sprintf("%s on %s: %s", r.ID, s.name, s.side.Err))
+			} else if s.side.Warn != "" {
+				out = append(out, fmt.Sprintf("%s on %s (measured, marked !): %s", r.ID, s.name, s.side.Warn))
 			}
 		}
 	}
@@ -240,6 +257,9 @@ func (rep *Report) errors() []string {
 }
 
 func printAligned(w io.Writer, rows [][]string) {
+	if len(rows) < 2 {
+		return
+	}
 	widths := make([]int, len(rows[0]))
 	for _, row := range rows {
 		for i, c := range row {
@@ -264,7 +284,7 @@ func (rep *Report) printTable(w io.Writer) {
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, rep.shaLine())
 	if errs := rep.errors(); len(errs) > 0 {
-		fmt.Fprintln(w, "\nnot measured (n/a):")
+		fmt.Fprintln(w, "\nnot measured (n/a), or measured with failures (!):")
 		for _, e := range errs {
 			fmt.Fprintln(w, "  "+e)
 		}
@@ -275,9 +295,12 @@ func (rep *Report) printTable(w io.Writer) {
 }
 
 func (rep *Report) shaLine() string {
-	s := fmt.Sprintf("sha256sum of the 256 MiB file: %s (%.0f MiB/s)", fmtDur(rep.Sha256sum), 256/math.Max(rep.Sha256sum, 1e-9))
+	if rep.Sha256sum == 0 {
+		return "sha256sum: not measured (add-file-256m did not run)"
+	}
+	s := fmt.Sprintf("single-core sha256sum of the 256 MiB file, timed before each repetition: median %s (%.0f MiB/s)", fmtDur(rep.Sha256sum), 256/math.Max(rep.Sha256sum, 1e-9))
 	if rep.NDAddFraction != nil {
-		s += fmt.Sprintf("; nix-daemon --add at %.0f %% of it", *rep.NDAddFraction*100)
+		s += fmt.Sprintf("; nix-daemon --add at %.0f %% of its throughput", *rep.NDAddFraction*100)
 	}
 	if rep.AddFraction != nil {
 		s += fmt.Sprintf("; privnix --add at %.0f %% of it (target ≥ 70 %%)", *rep.AddFraction*100)
@@ -288,6 +311,10 @@ func (rep *Report) shaLine() string {
 }
 
 func mdTable(w io.Writer, rows [][]string) {
+	if len(rows) < 2 {
+		fmt.Fprintf(w, "(not run)\n\n")
+		return
+	}
 	for i, row := range rows {
 		fmt.Fprintf(w, "| %s |\n", strings.Join(row, " | "))
 		if i == 0 {
@@ -327,7 +354,7 @@ func (rep *Report) write(dir string) error {
 	mdTable(f, rep.memRows())
 	fmt.Fprintf(f, "## Adds vs sha256sum\n\n%s\n\n", rep.shaLine())
 	if errs := rep.errors(); len(errs) > 0 {
-		fmt.Fprintf(f, "## Not measured (n/a)\n\n")
+		fmt.Fprintf(f, "## Not measured (n/a), or measured with failures (!)\n\n")
 		for _, e := range errs {
 			fmt.Fprintf(f, "- %s\n", strings.ReplaceAll(e, "\n", " "))
 		}
