@@ -25,7 +25,7 @@ import (
 // is one fork+exec (about a millisecond); ScanRootsDir runs up to 8 at once.
 type ExecResolver struct {
 	Readlink string // absolute path of readlink(1); "" = /usr/bin/readlink
-	GID      uint32 // primary gid of the helper; the overflow gid (65534) is a good choice
+	GID      uint32 // primary gid of the helper; 0 (never used) = the overflow gid 65534
 }
 
 // ErrResolveRoot: ExecResolver refuses to run the helper as root.
@@ -40,13 +40,17 @@ func (r ExecResolver) Resolve(uid uint32, path string, deadline time.Time) (stri
 	if bin == "" {
 		bin = "/usr/bin/readlink"
 	}
+	gid := r.GID
+	if gid == 0 {
+		gid = 65534
+	}
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, "-v", "--", path)
 	cmd.Env = []string{}
 	cmd.Dir = "/"
 	cmd.SysProcAttr = &syscall.SysProcAttr{
-		Credential: &syscall.Credential{Uid: uid, Gid: r.GID, Groups: []uint32{}},
+		Credential: &syscall.Credential{Uid: uid, Gid: gid, Groups: []uint32{}},
 		Setpgid:    true,
 		Pdeathsig:  syscall.SIGKILL,
 	}

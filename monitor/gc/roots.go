@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -155,15 +156,27 @@ func readlinkat(dirfd int, name string) (string, error) {
 	}
 }
 
-// readDirNames lists the entries of the directory fd (which it leaves open).
-func readDirNames(fd int) ([]string, error) {
+// readDirNames lists at most max entries of the directory fd (which it
+// leaves open); a directory holding more is cut short, not read whole.
+func readDirNames(fd, max int) ([]string, error) {
 	dup, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
 	if err != nil {
 		return nil, err
 	}
 	f := os.NewFile(uintptr(dup), "dir")
 	defer f.Close()
-	return f.Readdirnames(-1)
+	var names []string
+	for len(names) < max {
+		batch, err := f.Readdirnames(min(1024, max-len(names)))
+		names = append(names, batch...)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return names, nil
 }
 
 // storeName returns the first component after storeDir of the absolute path
@@ -250,7 +263,7 @@ func (w *walker) skip(path, why string) {
 
 // walk visits the directory fd, whose path is dir.
 func (w *walker) walk(fd int, dir string, depth int) error {
-	names, err := readDirNames(fd)
+	names, err := readDirNames(fd, maxEntries-w.entries+1)
 	if err != nil {
 		return fmt.Errorf("gc: listing %s: %w", dir, err)
 	}

@@ -437,3 +437,22 @@ func TestProfiles(t *testing.T) {
 		t.Errorf("scan %+v", scan)
 	}
 }
+
+// The helper's credentials: the uid, the overflow gid by default, no
+// supplementary groups, cwd /, and only what the monitor passes as arguments.
+func TestExecResolverCredentials(t *testing.T) {
+	base, uids := homes(t, "privnix-alice")
+	probe := filepath.Join(base, "probe")
+	script := "#!/bin/sh\necho \"$(id -u) $(id -g) $(id -G) $(pwd) $# $1 $2 ${HOME:-nohome}\"\n"
+	if err := os.WriteFile(probe, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	got, err := ExecResolver{Readlink: probe}.Resolve(uids["privnix-alice"], "/some/link", time.Now().Add(ResolveTimeout))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf("%d 65534 65534 / 3 -v -- nohome", uids["privnix-alice"])
+	if got != want {
+		t.Errorf("helper saw %q, want %q", got, want)
+	}
+}

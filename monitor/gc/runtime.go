@@ -19,6 +19,7 @@ const (
 	maxMapsBytes    = 16 << 20
 	maxEnvironBytes = 4 << 20
 	maxFDs          = 1 << 16
+	maxProcesses    = 1 << 22 // pid_max's ceiling
 )
 
 // RuntimeStats counts what RuntimeRoots could not look at.
@@ -52,7 +53,7 @@ func RuntimeRoots(procDir string, storeDir storepath.Dir) ([]Root, RuntimeStats,
 		return nil, stats, fmt.Errorf("gc: opening %s: %w", procDir, err)
 	}
 	defer unix.Close(pfd)
-	names, err := readDirNames(pfd)
+	names, err := readDirNames(pfd, maxProcesses)
 	if err != nil {
 		return nil, stats, fmt.Errorf("gc: listing %s: %w", procDir, err)
 	}
@@ -115,11 +116,8 @@ func (rc *runtimeCollector) process(dfd int, dir string) {
 		rc.target(dir+"/"+l, t)
 	}
 	if ffd, err := openBeneath(dfd, "fd", unix.O_RDONLY|unix.O_DIRECTORY); err == nil {
-		fds, err := readDirNames(ffd)
+		fds, err := readDirNames(ffd, maxFDs)
 		if err == nil {
-			if len(fds) > maxFDs {
-				fds = fds[:maxFDs]
-			}
 			for _, n := range fds {
 				t, err := readlinkat(ffd, n)
 				if err != nil {
