@@ -217,6 +217,8 @@ type result struct {
 	recvErr  error
 	waitErr  error
 	childPid int
+	pidNS    string // the build's PID namespace, read while it ran
+	state    string
 }
 
 // spawnOpts changes how the test monitor starts the build process.
@@ -266,6 +268,7 @@ func (f *fixture) run(job msg.BuildJob, o spawnOpts) result {
 	start := time.Now()
 	must(t, cmd.Start())
 	r.childPid = cmd.Process.Pid
+	r.pidNS, _ = os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", r.childPid))
 	ipcTheirs.Close()
 	logTheirs.Close()
 	defer unix.Close(pidfd)
@@ -329,6 +332,7 @@ func (f *fixture) run(job msg.BuildJob, o spawnOpts) result {
 	r.waitErr = cmd.Wait()
 	r.total = time.Since(start)
 	r.exit = cmd.ProcessState.ExitCode()
+	r.state = cmd.ProcessState.String()
 	r.log = <-logDone
 	logR.Close()
 	r.stderr = stderr.String()
@@ -349,6 +353,7 @@ type report struct {
 	Files                map[string]string
 	Probes               map[string]string
 	Procs                []string
+	Fds                  []string
 }
 
 func (f *fixture) report() report {
@@ -365,7 +370,7 @@ func (f *fixture) okBuild(job msg.BuildJob) result {
 	f.t.Helper()
 	r := f.run(job, spawnOpts{})
 	if !r.ready || r.exit != 0 || r.recvErr != nil {
-		f.t.Fatalf("build: ready %v failed %+v exit %d recv %v\nlog:\n%s\nstderr:\n%s", r.ready, r.failed, r.exit, r.recvErr, r.log, r.stderr)
+		f.t.Fatalf("build: ready %v failed %+v exit %d (%s) recv %v\nlog:\n%s\nstderr:\n%s", r.ready, r.failed, r.exit, r.state, r.recvErr, r.log, r.stderr)
 	}
 	return r
 }
@@ -412,12 +417,19 @@ func snapshot(t *testing.T, dir string) string {
 }
 
 // processesOf lists the pids of processes whose real, effective, saved or
-// filesystem uid is uid.
-func processesOf(t *testing.T, uid uint32) []string {
+// filesystem uid is uid and that live in the PID namespace pidNS (other
+// engineers' tests may run processes as the same test build user at the
+// same time; only the build's own namespace is this build's).
+func processesOf(t *testing.T, uid uint32, pidNS string) []string {
 	t.Helper()
+	if pidNS == "" {
+		t.Fatal("the build's PID namespace was not recorded")
+	}
+	self, err := os.Readlink("/proc/self/ns/pid")
+	must(t, err)
 	ents, err := os.ReadDir("/proc")
 	must(t, err)
-	var pids []string
+	var mine []string
 	for _, e := range ents {
 		if _, err := strconv.Atoi(e.Name()); err != nil {
 			continue
@@ -426,18 +438,25 @@ func processesOf(t *testing.T, uid uint32) []string {
 		if err != nil {
 			continue // gone
 		}
+		ns, _ := os.Readlink("/proc/" + e.Name() + "/ns/pid")
+		ofUID := false
 		for _, l := range strings.Split(string(b), "\n") {
 			if ids, ok := strings.CutPrefix(l, "Uid:"); ok {
-				for _, id := range strings.Fields(ids) {
-					if id == strconv.Itoa(int(uid)) {
-						pids = append(pids, e.Name())
-						break
-					}
-				}
+				ofUID = slices.Contains(strings.Fields(ids), strconv.Itoa(int(uid)))
 			}
 		}
+		switch {
+		case pidNS != self && ns == pidNS:
+			mine = append(mine, e.Name())
+		case ofUID && pidNS == self:
+			// The build had no PID namespace of its own: every process of
+			// the uid counts.
+			mine = append(mine, e.Name())
+		case ofUID:
+			t.Logf("process %s of uid %d outside this build's PID namespace (another test's?)", e.Name(), uid)
+		}
 	}
-	return pids
+	return mine
 }
 
 func TestSandboxedBuild(t *testing.T) {
@@ -467,6 +486,12 @@ func TestSandboxedBuild(t *testing.T) {
 	}
 	if rep.Pid != 1 || !slices.Equal(rep.Procs, []string{"1"}) {
 		t.Errorf("pid %d, processes %v; want 1 alone", rep.Pid, rep.Procs)
+	}
+	// Only stdin, stdout and stderr: the monitor channels, the job's
+	// directories and the build process's own fds did not survive the exec.
+	sort.Strings(rep.Fds)
+	if !slices.Equal(rep.Fds, []string{"0", "1", "2"}) {
+		t.Errorf("builder holds fds %v, want 0 1 2", rep.Fds)
 	}
 	if rep.Hostname != "localhost" || rep.Cwd != "/build" {
 		t.Errorf("hostname %q cwd %q", rep.Hostname, rep.Cwd)
@@ -586,7 +611,7 @@ func TestSandboxedBuild(t *testing.T) {
 	if st.Uid != 0 || st.Mode&0o7777 != 0o700 {
 		t.Errorf("build root owner %d mode %o", st.Uid, st.Mode&0o7777)
 	}
-	if p := processesOf(t, u.uid); len(p) != 0 {
+	if p := processesOf(t, u.uid, r.pidNS); len(p) != 0 {
 		t.Errorf("processes of the build user remain: %v", p)
 	}
 }
@@ -699,7 +724,7 @@ func TestBackgroundProcess(t *testing.T) {
 	if !strings.Contains(r.log, "left ") {
 		t.Fatalf("log %q", r.log)
 	}
-	if p := processesOf(t, u.uid); len(p) != 0 {
+	if p := processesOf(t, u.uid, r.pidNS); len(p) != 0 {
 		t.Errorf("processes of the build user remain after the build: %v", p)
 	}
 }
@@ -813,7 +838,7 @@ func TestSetupRefusals(t *testing.T) {
 			if _, err := os.Lstat(f.view + "/" + base); err == nil {
 				t.Error("an output exists: the builder ran")
 			}
-			if p := processesOf(t, u.uid); len(p) != 0 {
+			if p := processesOf(t, u.uid, r.pidNS); len(p) != 0 {
 				t.Errorf("processes of the build user: %v", p)
 			}
 		})

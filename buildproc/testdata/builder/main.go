@@ -32,6 +32,7 @@ type Report struct {
 	Files                map[string]string
 	Probes               map[string]string
 	Procs                []string
+	Fds                  []string // open fds, except the one listing them
 }
 
 func errName(err error) string {
@@ -87,8 +88,25 @@ func background() {
 }
 
 func report() {
+	// First, before this program opens anything of its own: what it
+	// inherited.
+	// Raw calls: os.Open would start the runtime's poller (an epoll fd and
+	// an eventfd of our own).
+	var fds []string
+	if d, err := unix.Open("/proc/self/fd", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err == nil {
+		buf := make([]byte, 4096)
+		n, _ := unix.ReadDirent(d, buf)
+		_, _, names := unix.ParseDirent(buf[:n], -1, nil)
+		for _, name := range names {
+			if name != fmt.Sprint(d) {
+				fds = append(fds, name)
+			}
+		}
+		unix.Close(d)
+	}
 	out := os.Getenv("out")
 	r := Report{
+		Fds: fds,
 		Uid: os.Getuid(), Gid: os.Getgid(), Euid: os.Geteuid(), Egid: os.Getegid(), Pid: os.Getpid(),
 		Env: os.Environ(), Status: map[string]string{}, Files: map[string]string{}, Probes: map[string]string{},
 	}
