@@ -537,6 +537,7 @@ func TestSandboxedBuild(t *testing.T) {
 		"setuid 0": "EPERM", "mount": "EPERM",
 		// links: no hard link to a file of another owner (and inputs are other mounts)
 		"hardlink input": "EXDEV", "hardlink input file": "EXDEV", "symlink shadow": "ok", "symlink sentinel": "ok",
+		"hardlink sentinel":    "ENOENT",
 		"chmod build dir 0777": "ok",
 		// no host file
 		"stat /etc/shadow": "ENOENT", "read host sentinel": "ENOENT", "write host sentinel": "ENOENT",
@@ -641,8 +642,9 @@ func TestUnsandboxedBuild(t *testing.T) {
 		"write /": "EROFS", "write /etc": "EROFS", "write /var/tmp": "EROFS", "write /etc/passwd": "EACCES",
 		"write input dir": "EROFS", "write input file": "EROFS",
 		"read host sentinel": "ok", "write host sentinel": "EROFS", "stat /etc/shadow": "ok",
-		"stat host tmp": "ENOENT", // a private /tmp
-		"chmod 4755":    "EPERM", "create 4755": "EPERM", "setxattr": "ENOTSUP", "io_uring_setup": "EPERM",
+		"stat host tmp":     "ENOENT", // a private /tmp
+		"hardlink sentinel": "EXDEV", "hardlink input": "EXDEV", "symlink sentinel": "ok",
+		"chmod 4755": "EPERM", "create 4755": "EPERM", "setxattr": "ENOTSUP", "io_uring_setup": "EPERM",
 		"squat store name": "ok",
 	})
 	if after := snapshot(t, f.store); after != before {

@@ -227,6 +227,7 @@ func report() {
 	p["hardlink input file"] = errName(os.Link(os.Getenv("INPUT_FILE"), r.Cwd+"/hardlink"))
 	p["symlink shadow"] = errName(os.Symlink("/etc/shadow", out+"/shadow"))
 	p["symlink sentinel"] = errName(os.Symlink(os.Getenv("HOST_SENTINEL"), r.Cwd+"/sentinel"))
+	p["hardlink sentinel"] = errName(os.Link(os.Getenv("HOST_SENTINEL"), out+"/sentinel"))
 	p["chmod build dir 0777"] = errName(os.Chmod(r.Cwd, 0o777))
 
 	// sandbox-paths and the host's /tmp
