@@ -568,3 +568,48 @@ func RemoveStale(stateDir string, links []string) error {
 	}
 	return errors.Join(errs...)
 }
+
+// RootsConfig says where Gather looks.
+type RootsConfig struct {
+	StateDir  string
+	StoreDir  storepath.Dir
+	Resolve   ResolveAs // nil: only indirect roots in root-owned directories count
+	ProcDir   string    // "" = /proc
+	NoRuntime bool      // skip /proc (tests, or a store no process can use)
+}
+
+// ValidFilter is what Gather needs of the database (*storedb.DB has it).
+type ValidFilter interface {
+	ValidAmong(ps []storepath.Path) ([]storepath.Path, error)
+}
+
+// Gather finds the permanent, indirect and runtime roots and keeps those
+// naming a valid path, as Nix's findRoots does (it skips invalid roots).
+// Temporary roots are the monitor's to add. For FindRoots, pass the result
+// (plus temp roots) through Shown; for Collect, Paths of it is Options.Roots.
+func Gather(ctx context.Context, cfg RootsConfig, db ValidFilter) ([]Root, *Scan, RuntimeStats, error) {
+	var stats RuntimeStats
+	scan, err := ScanRootsDir(ctx, cfg.StateDir, cfg.StoreDir, cfg.Resolve)
+	if err != nil {
+		return nil, nil, stats, err
+	}
+	roots := slices.Clone(scan.Roots)
+	if !cfg.NoRuntime {
+		var rt []Root
+		rt, stats, err = RuntimeRoots(cfg.ProcDir, cfg.StoreDir)
+		if err != nil {
+			return nil, nil, stats, err
+		}
+		roots = append(roots, rt...)
+	}
+	valid, err := db.ValidAmong(Paths(roots))
+	if err != nil {
+		return nil, nil, stats, fmt.Errorf("gc: %w", err)
+	}
+	ok := make(map[storepath.Path]bool, len(valid))
+	for _, p := range valid {
+		ok[p] = true
+	}
+	roots = slices.DeleteFunc(roots, func(r Root) bool { return !ok[r.Path] })
+	return roots, scan, stats, nil
+}

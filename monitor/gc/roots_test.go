@@ -456,3 +456,40 @@ func TestExecResolverCredentials(t *testing.T) {
 		t.Errorf("helper saw %q, want %q", got, want)
 	}
 }
+
+// Gather: permanent and runtime roots of valid paths only; FindRoots' view.
+func TestGather(t *testing.T) {
+	s := newStore(t)
+	ps := s.add([]pathSpec{{name: "perm"}, {name: "running"}, {name: "free"}}, nil)
+	gc := filepath.Join(s.stateDir, "gcroots")
+	if err := os.Symlink(s.storeDir.String(ps["perm"]), filepath.Join(gc, "perm")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(s.storeDir.String(mkPath(t, "invalid")), filepath.Join(gc, "invalid")); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("/usr/bin/sleep", "30")
+	cmd.Dir = s.storeDir.String(ps["running"])
+	pid := startProc(t, cmd)
+	cfg := RootsConfig{StateDir: s.stateDir, StoreDir: s.storeDir, Resolve: ExecResolver{}.Resolve}
+	roots, _, _, err := Gather(context.Background(), cfg, s.db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	shown := map[string]string{}
+	for _, r := range Shown(roots, false) {
+		shown[r.Path.Name()] = r.Link
+	}
+	want := map[string]string{"perm": filepath.Join(gc, "perm"), "running": CensoredLink}
+	if fmt.Sprint(shown) != fmt.Sprint(want) {
+		t.Errorf("untrusted view %v, want %v", shown, want)
+	}
+	if r := rootsByLink(roots)[fmt.Sprintf("/proc/%d/cwd", pid)]; r.Path != ps["running"] {
+		t.Errorf("trusted view lacks the cwd root: %+v", roots)
+	}
+	cfg.NoRuntime = true
+	roots, _, _, err = Gather(context.Background(), cfg, s.db)
+	if err != nil || len(roots) != 1 || roots[0].Path != ps["perm"] {
+		t.Errorf("without runtime: %+v, %v", roots, err)
+	}
+}
