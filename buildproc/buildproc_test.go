@@ -29,6 +29,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"privnix/buildproc"
 	"privnix/ipc"
 	"privnix/ipc/msg"
 )
@@ -249,10 +250,7 @@ func (f *fixture) run(job msg.BuildJob, o spawnOpts) result {
 
 	flags := o.cloneflags
 	if flags == 0 {
-		flags = syscall.CLONE_NEWNS | syscall.CLONE_NEWPID | syscall.CLONE_NEWIPC | syscall.CLONE_NEWUTS
-		if !job.Network {
-			flags |= syscall.CLONE_NEWNET
-		}
+		flags = buildproc.Cloneflags(job.Network)
 	}
 	var stderr bytes.Buffer
 	pidfd := -1

@@ -14,12 +14,25 @@ package buildproc
 import (
 	"fmt"
 	"os"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 
 	"privnix/ipc"
 	"privnix/ipc/msg"
 )
+
+// Cloneflags are the namespaces the monitor must start privnix-build in:
+// mount, PID, IPC and UTS, and network unless the build is fixed-output
+// (network). Never CLONE_NEWUSER: the build process is root in the initial
+// user namespace, and its builder a real build uid. Setup checks them.
+func Cloneflags(network bool) uintptr {
+	f := uintptr(syscall.CLONE_NEWNS | syscall.CLONE_NEWPID | syscall.CLONE_NEWIPC | syscall.CLONE_NEWUTS)
+	if !network {
+		f |= syscall.CLONE_NEWNET
+	}
+	return f
+}
 
 // Job is one build: the BuildJob (with every BuildJobMore appended) and its
 // three fds.
