@@ -59,8 +59,9 @@ type Options struct {
 	Action Action
 	Paths  []storepath.Path // DeleteSpecific
 	// MaxFreed: deleting stops once more than MaxFreed bytes were freed
-	// (Nix's check after each deletion); 0 means no limit (the client sends
-	// 2^64-1 by default).
+	// (Nix's check after each deletion). As in Nix 2.8, 0 makes ReturnLive,
+	// ReturnDead and DeleteDead look at nothing and answer nothing. The
+	// client sends NoLimit unless --max-freed is given.
 	MaxFreed       uint64
 	IgnoreLiveness bool // always refused, as by nix-daemon
 	Keep           Keep
@@ -79,6 +80,9 @@ type Result struct {
 	Paths      []string // absolute; live, dead or deleted paths per Action
 	BytesFreed uint64   // sum of the deleted paths' NarSize
 }
+
+// NoLimit is the client's default maxFreed (2^64-1).
+const NoLimit = math.MaxUint64
 
 // ErrIgnoreLiveness is nix-daemon's answer to ignoreLiveness.
 var ErrIgnoreLiveness = errors.New("you are not allowed to ignore liveness")
@@ -118,6 +122,9 @@ func (e *AliveError) Error() string {
 func Collect(ctx context.Context, opts Options, deps Deps) (Result, error) {
 	if opts.IgnoreLiveness {
 		return Result{}, ErrIgnoreLiveness
+	}
+	if opts.MaxFreed == 0 && opts.Action != DeleteSpecific {
+		return Result{}, nil // Nix 2.8 walks the store only "if (options.maxFreed > 0)"
 	}
 	db := deps.DB()
 	roots := append(append([]storepath.Path(nil), opts.Roots...), deps.TempRoots()...)
@@ -184,12 +191,7 @@ func (c *collector) show(p storepath.Path) string {
 	return c.opts.StoreDir.String(p)
 }
 
-func (c *collector) maxFreed() uint64 {
-	if c.opts.MaxFreed == 0 {
-		return math.MaxUint64
-	}
-	return c.opts.MaxFreed
-}
+func (c *collector) maxFreed() uint64 { return c.opts.MaxFreed }
 
 // deleteSpecific deletes each requested path with its referrers closure.
 func (c *collector) deleteSpecific(ctx context.Context) error {

@@ -43,7 +43,7 @@ func crashStore(t *testing.T, root string) *testStore {
 func TestKillDuringCollect(t *testing.T) {
 	if root := os.Getenv(crashEnv); root != "" {
 		s := crashStore(t, root)
-		_, err := Collect(context.Background(), Options{Action: DeleteDead}, newDeps(s))
+		_, err := Collect(context.Background(), Options{MaxFreed: NoLimit, Action: DeleteDead}, newDeps(s))
 		s.db.Close()
 		t.Fatalf("the collection ended before it was killed: %v", err)
 	}

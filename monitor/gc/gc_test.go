@@ -112,7 +112,7 @@ func TestCollectDeletesInReferrerOrder(t *testing.T) {
 			t.Fatal(err)
 		}
 		d := newDeps(s)
-		res, err := Collect(context.Background(), Options{Action: DeleteDead, Roots: Paths(scan.Roots), StoreDir: s.storeDir}, wrap(d))
+		res, err := Collect(context.Background(), Options{MaxFreed: NoLimit, Action: DeleteDead, Roots: Paths(scan.Roots), StoreDir: s.storeDir}, wrap(d))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -153,7 +153,7 @@ func TestReturnLiveAndDead(t *testing.T) {
 	d := newDeps(s)
 	d.AddTempRoot(ps["d"])
 	d.AddTempRoot(mkPath(t, "not-valid-yet")) // a temp root may name a path not added yet
-	res, err := Collect(context.Background(), Options{Action: ReturnLive, StoreDir: s.storeDir}, d)
+	res, err := Collect(context.Background(), Options{MaxFreed: NoLimit, Action: ReturnLive, StoreDir: s.storeDir}, d)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,7 +166,7 @@ func TestReturnLiveAndDead(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("live %v, want %v", got, want)
 	}
-	res, err = Collect(context.Background(), Options{Action: ReturnDead}, d)
+	res, err = Collect(context.Background(), Options{MaxFreed: NoLimit, Action: ReturnDead}, d)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -204,7 +204,7 @@ func TestKeepDerivationsAndOutputs(t *testing.T) {
 			ps := s.add(specs, outs)
 			d := newDeps(s)
 			d.AddTempRoot(ps[c.root])
-			if _, err := Collect(context.Background(), Options{Action: DeleteDead, Keep: c.keep}, wrap(d)); err != nil {
+			if _, err := Collect(context.Background(), Options{MaxFreed: NoLimit, Action: DeleteDead, Keep: c.keep}, wrap(d)); err != nil {
 				t.Fatal(err)
 			}
 			for _, sp := range specs {
@@ -244,6 +244,13 @@ func TestMaxFreed(t *testing.T) {
 		}
 		s.add(specs, nil)
 		d := newDeps(s)
+		// maxFreed 0: Nix 2.8 does not walk the store at all.
+		for _, a := range []Action{ReturnLive, ReturnDead, DeleteDead} {
+			res, err := Collect(context.Background(), Options{Action: a}, wrap(d))
+			if err != nil || len(res.Paths) != 0 || len(d.deleted) != 0 {
+				t.Errorf("action %d with max-freed 0: %v, %v", a, res.Paths, err)
+			}
+		}
 		res, err := Collect(context.Background(), Options{Action: DeleteDead, MaxFreed: 1500}, wrap(d))
 		if err != nil {
 			t.Fatal(err)
@@ -269,7 +276,7 @@ func TestDeleteSpecific(t *testing.T) {
 		ps := s.add(graph, nil)
 		d := newDeps(s)
 		d.AddTempRoot(ps["a"])
-		_, err := Collect(context.Background(), Options{Action: DeleteSpecific, Paths: namesOf(ps, "b"), StoreDir: s.storeDir}, wrap(d))
+		_, err := Collect(context.Background(), Options{MaxFreed: NoLimit, Action: DeleteSpecific, Paths: namesOf(ps, "b"), StoreDir: s.storeDir}, wrap(d))
 		var alive *AliveError
 		if !errors.As(err, &alive) {
 			t.Fatalf("deleting a live path: %v", err)
@@ -282,7 +289,7 @@ func TestDeleteSpecific(t *testing.T) {
 			t.Fatal("a live path was touched")
 		}
 		// g is dead with its referrers e, f, d: all go, referrers first; h and s stay.
-		res, err := Collect(context.Background(), Options{Action: DeleteSpecific, Paths: namesOf(ps, "g")}, wrap(d))
+		res, err := Collect(context.Background(), Options{MaxFreed: NoLimit, Action: DeleteSpecific, Paths: namesOf(ps, "g")}, wrap(d))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -298,7 +305,7 @@ func TestDeleteSpecific(t *testing.T) {
 			}
 		}
 		// A path that is not valid is ignored; a dead one before a live one is deleted.
-		res, err = Collect(context.Background(), Options{Action: DeleteSpecific, Paths: []storepath.Path{mkPath(t, "nope"), ps["h"], ps["c"]}}, wrap(d))
+		res, err = Collect(context.Background(), Options{MaxFreed: NoLimit, Action: DeleteSpecific, Paths: []storepath.Path{mkPath(t, "nope"), ps["h"], ps["c"]}}, wrap(d))
 		if !errors.As(err, &alive) || !slices.Equal(res.Paths, []string{ps["h"].Base()}) {
 			t.Errorf("h then live c: %v, %v", res.Paths, err)
 		}
@@ -310,7 +317,7 @@ func TestIgnoreLivenessRefused(t *testing.T) {
 	s := newStore(t)
 	ps := s.add(graph, nil)
 	d := newDeps(s)
-	_, err := Collect(context.Background(), Options{Action: DeleteSpecific, Paths: namesOf(ps, "a"), IgnoreLiveness: true}, d)
+	_, err := Collect(context.Background(), Options{MaxFreed: NoLimit, Action: DeleteSpecific, Paths: namesOf(ps, "a"), IgnoreLiveness: true}, d)
 	if !errors.Is(err, ErrIgnoreLiveness) || err.Error() != "you are not allowed to ignore liveness" {
 		t.Errorf("got %v", err)
 	}
@@ -331,7 +338,7 @@ func TestRacingTempRoot(t *testing.T) {
 				d.AddTempRoot(ps["b"])
 			}
 		}
-		res, err := Collect(context.Background(), Options{Action: DeleteDead}, wrap(d))
+		res, err := Collect(context.Background(), Options{MaxFreed: NoLimit, Action: DeleteDead}, wrap(d))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -363,7 +370,7 @@ func TestRacingReferrer(t *testing.T) {
 				s.add([]pathSpec{{name: "app", refs: []string{"lib"}}}, nil)
 			}
 		}
-		if _, err := Collect(context.Background(), Options{Action: DeleteDead}, wrap(d)); err != nil {
+		if _, err := Collect(context.Background(), Options{MaxFreed: NoLimit, Action: DeleteDead}, wrap(d)); err != nil {
 			t.Fatal(err)
 		}
 		if !s.valid(ps["lib"]) || !s.exists(ps["lib"]) {
@@ -382,7 +389,7 @@ func TestRemovalFailureLeavesPending(t *testing.T) {
 		ps := s.add([]pathSpec{{name: "x"}}, nil)
 		d := newDeps(s)
 		d.failRm = ps["x"]
-		_, err := Collect(context.Background(), Options{Action: DeleteDead}, wrap(d))
+		_, err := Collect(context.Background(), Options{MaxFreed: NoLimit, Action: DeleteDead}, wrap(d))
 		if err == nil {
 			t.Fatal("no error")
 		}
@@ -451,7 +458,7 @@ func benchCollect(b *testing.B, wrap func(*deps) Deps) {
 		s.add(specs, nil)
 		d := newDeps(s)
 		b.StartTimer()
-		res, err := Collect(context.Background(), Options{Action: DeleteDead}, wrap(d))
+		res, err := Collect(context.Background(), Options{MaxFreed: NoLimit, Action: DeleteDead}, wrap(d))
 		if err != nil || len(res.Paths) != 2000 {
 			b.Fatalf("%d paths, %v", len(res.Paths), err)
 		}

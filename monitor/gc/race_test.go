@@ -32,7 +32,7 @@ func TestAddsRacingCollections(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for !stop.Load() {
-				res, err := Collect(context.Background(), Options{Action: DeleteDead}, wrap(d))
+				res, err := Collect(context.Background(), Options{MaxFreed: NoLimit, Action: DeleteDead}, wrap(d))
 				if err != nil {
 					gcErr = err
 					return

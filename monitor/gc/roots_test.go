@@ -127,7 +127,7 @@ func TestIndirectRootsResolvedAsOwner(t *testing.T) {
 		t.Errorf("live link removed: %v", err)
 	}
 
-	res, err := Collect(context.Background(), Options{Action: DeleteDead, Roots: Paths(scan.Roots)}, newDeps(s))
+	res, err := Collect(context.Background(), Options{MaxFreed: NoLimit, Action: DeleteDead, Roots: Paths(scan.Roots)}, newDeps(s))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,7 +185,7 @@ func TestIndirectRootTimeout(t *testing.T) {
 	if len(scan.Stale) != 0 {
 		t.Errorf("an unresolved link is reported stale: %v", scan.Stale)
 	}
-	if _, err := Collect(context.Background(), Options{Action: DeleteDead, Roots: Paths(scan.Roots)}, newDeps(s)); err != nil {
+	if _, err := Collect(context.Background(), Options{MaxFreed: NoLimit, Action: DeleteDead, Roots: Paths(scan.Roots)}, newDeps(s)); err != nil {
 		t.Fatal(err)
 	}
 	if s.valid(ps["slow-app"]) {
@@ -277,7 +277,7 @@ func TestDanglingDirectRoots(t *testing.T) {
 	if len(scan.Roots) != 1 || len(scan.Skipped) != 1 || !strings.Contains(scan.Skipped[0], "dotdot") {
 		t.Errorf("roots %+v skipped %v", scan.Roots, scan.Skipped)
 	}
-	if _, err := Collect(context.Background(), Options{Action: DeleteDead, Roots: Paths(scan.Roots)}, newDeps(s)); err != nil {
+	if _, err := Collect(context.Background(), Options{MaxFreed: NoLimit, Action: DeleteDead, Roots: Paths(scan.Roots)}, newDeps(s)); err != nil {
 		t.Fatal(err)
 	}
 	if s.valid(ps["x"]) {
@@ -362,7 +362,7 @@ func TestRuntimeRoots(t *testing.T) {
 			t.Errorf("unused found at %s", r.Link)
 		}
 	}
-	res, err := Collect(context.Background(), Options{Action: DeleteDead, Roots: Paths(roots)}, newDeps(s))
+	res, err := Collect(context.Background(), Options{MaxFreed: NoLimit, Action: DeleteDead, Roots: Paths(roots)}, newDeps(s))
 	if err != nil {
 		t.Fatal(err)
 	}
