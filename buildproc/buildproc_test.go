@@ -482,6 +482,10 @@ func TestSandboxedBuild(t *testing.T) {
 	if rep.Status["NoNewPrivs"] != "1" || rep.Status["Seccomp"] != "2" {
 		t.Errorf("NoNewPrivs %s Seccomp %s", rep.Status["NoNewPrivs"], rep.Status["Seccomp"])
 	}
+	// ASLR off, as in Nix 2.8 (ADDR_NO_RANDOMIZE).
+	if rep.Status["personality"] != "00040000" {
+		t.Errorf("personality %q", rep.Status["personality"])
+	}
 	if rep.Pid != 1 || !slices.Equal(rep.Procs, []string{"1"}) {
 		t.Errorf("pid %d, processes %v; want 1 alone", rep.Pid, rep.Procs)
 	}

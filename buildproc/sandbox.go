@@ -219,7 +219,13 @@ func Setup(j *Job, mon *ipc.Conn) error {
 		return fail(StageConfine, err)
 	}
 
-	// 12. stdin /dev/null, stdout and stderr the log pipe. From here our
+	// 12. No address space randomisation for the builder, as Nix 2.8 does,
+	//     for reproducible builds (the personality survives execve; this
+	//     thread is the one that execs).
+	if err := noRandomize(); err != nil {
+		return fail(StageStdio, err)
+	}
+	//     stdin /dev/null, stdout and stderr the log pipe. From here our
 	//     own stderr is the build log.
 	if err := stdio(j.Log); err != nil {
 		return fail(StageStdio, err)
@@ -838,6 +844,21 @@ func writeFiles(j *Job) error {
 		if err := f.Close(); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// addrNoRandomize is ADDR_NO_RANDOMIZE of <linux/personality.h>.
+const addrNoRandomize = 0x0040000
+
+// noRandomize adds ADDR_NO_RANDOMIZE to the calling thread's personality.
+func noRandomize() error {
+	cur, _, e := unix.RawSyscall(unix.SYS_PERSONALITY, 0xffffffff, 0, 0)
+	if e != 0 {
+		return fmt.Errorf("personality: %w", e)
+	}
+	if _, _, e := unix.RawSyscall(unix.SYS_PERSONALITY, cur|addrNoRandomize, 0, 0); e != 0 {
+		return fmt.Errorf("personality: %w", e)
 	}
 	return nil
 }

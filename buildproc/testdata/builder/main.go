@@ -111,6 +111,9 @@ func report() {
 		Env: os.Environ(), Status: map[string]string{}, Files: map[string]string{}, Probes: map[string]string{},
 	}
 	r.Groups, _ = os.Getgroups()
+	if b, err := os.ReadFile("/proc/self/personality"); err == nil {
+		r.Status["personality"] = strings.TrimSpace(string(b))
+	}
 	r.Hostname, _ = os.Hostname()
 	r.Cwd, _ = os.Getwd()
 	if b, err := os.ReadFile("/proc/self/status"); err == nil {
