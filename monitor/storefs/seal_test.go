@@ -525,3 +525,56 @@ func TestSealRace(t *testing.T) {
 		}
 	}
 }
+
+// TestSealXattrsOnSymlinks: xattrs only root can set (trusted.*), on a file,
+// a directory and a symlink, are removed (through listxattrat/removexattrat,
+// or the pre-6.13 /proc path); on a hard-linked symlink they are refused
+// without Copy (it is canonicalised at the end, through an O_PATH fd).
+func TestSealXattrsOnSymlinks(t *testing.T) {
+	for _, tc := range []struct {
+		copyMode, onShared, proc bool
+		reason                   error
+	}{{false, false, false, nil}, {true, false, false, nil}, {false, true, false, ErrXattr}, {true, true, false, nil},
+		{false, false, true, nil}, {false, true, true, ErrXattr}} {
+		t.Run(fmt.Sprintf("copy=%v/shared=%v/proc=%v", tc.copyMode, tc.onShared, tc.proc), func(t *testing.T) {
+			procXattrsForTest = tc.proc // /proc/self/fd/<dir>/<name> instead of listxattrat/removexattrat
+			defer func() { procXattrsForTest = false }()
+			e := newEnv(t)
+			st := e.newStaging(t)
+			write(t, st, mkdir("out", 0o755), file("out/f", "f", 0o644), mkdir("out/d", 0o755),
+				symlink("/etc/passwd", "out/l"), symlink("x", "out/a"), hardlink("out/a", "out/b"))
+			out := filepath.Join(e.path(st), "out")
+			targets := []string{"f", "d", "l"}
+			if tc.onShared {
+				targets = append(targets, "a")
+			}
+			for _, n := range targets {
+				if err := unix.Lsetxattr(filepath.Join(out, n), "trusted.storefs-test", []byte("1"), 0); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if got := lstat(t, filepath.Join(out, "l")); got.Xattrs == "" {
+				t.Fatal("the symlink has no xattr to remove")
+			}
+			res, err := st.Seal(SealOptions{WriterUID: writerUID, Copy: tc.copyMode})
+			if tc.reason != nil {
+				if !errors.Is(err, tc.reason) {
+					t.Fatalf("Seal: %v, want %v", err, tc.reason)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			name := storeName(res.NarHash, "x")
+			if err := st.Commit(name); err != nil {
+				t.Fatal(err)
+			}
+			for rel, in := range walk(t, filepath.Join(e.store, name)) {
+				if in.Xattrs != "" || in.Uid != 0 || in.Mtime != 1 {
+					t.Errorf("%q: %+v", rel, in)
+				}
+			}
+		})
+	}
+}

@@ -226,13 +226,13 @@ func (s *Store) Exists(name string) (bool, error) {
 	}
 }
 
-// Delete removes <store>/<name> (for the garbage collector; the caller has
-// unregistered it): it is first renamed into a fresh root-owned 0700 trash
+// Delete removes the store object <store>/<name> (name: a store path base;
+// for the garbage collector, once unregistered): it is first renamed into a fresh root-owned 0700 trash
 // directory beneath the staging root, so it disappears from the store at once,
 // then removed there, fd-relative.
 func (s *Store) Delete(name string) error {
-	if err := checkComponent(name); err != nil {
-		return err
+	if _, err := storepath.ParseBase(name); err != nil { // never the staging root or other non-path entries
+		return fmt.Errorf("storefs: Delete: %w", err)
 	}
 	trash := "del-" + randomID()
 	if err := unix.Mkdirat(s.stagingFd, trash, 0o700); err != nil {

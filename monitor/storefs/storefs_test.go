@@ -326,8 +326,11 @@ func TestDelete(t *testing.T) {
 			t.Errorf("%s still exists: %v", kind, err)
 		}
 	}
-	if err := e.s.Delete("missing"); err == nil {
-		t.Errorf("Delete of a missing name succeeded")
+	if err := e.s.Delete(storeName(nixhash.Sum(nixhash.SHA256, nil), "missing")); !errors.Is(err, unix.ENOENT) {
+		t.Errorf("Delete of a missing path: %v", err)
+	}
+	if err := e.s.Delete(".privnix-staging"); err == nil {
+		t.Errorf("Delete accepted a name that is not a store path")
 	}
 	if err := e.s.Delete("../staging"); err == nil {
 		t.Errorf("Delete accepted a path")
