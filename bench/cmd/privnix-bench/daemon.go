@@ -171,6 +171,10 @@ func startDaemon(name, path string, args []string, s *Store, cgRoot string) (*Da
 	os.Remove(s.Socket)
 	cmd := exec.Command(path, args...)
 	cmd.Env = append([]string{"PATH=/usr/local/bin:/usr/bin:/bin"}, s.env()...)
+	if name == pd {
+		// For experiments, e.g. BENCH_PRIVNIXD_ENV="GOMAXPROCS=1 GOGC=200".
+		cmd.Env = append(cmd.Env, strings.Fields(os.Getenv("BENCH_PRIVNIXD_ENV"))...)
+	}
 	log := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -232,6 +236,27 @@ func (d *Daemon) CPU() (time.Duration, bool) {
 		return 0, false
 	}
 	return d.cg.usage()
+}
+
+// OwnCPU is the CPU time of the daemon process itself (user+sys, without
+// children: for privnixd, the monitor), at the kernel's clock-tick resolution.
+func (d *Daemon) OwnCPU() time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", d.PID()))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')') // the command name may hold spaces
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(s[i+1:]) // f[0] is field 3 (state): utime is field 14
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * time.Second / 100 // USER_HZ is 100 on Linux
 }
 
 // PID is the daemon's own process id.

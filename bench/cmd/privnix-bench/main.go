@@ -6,7 +6,8 @@
 //
 // Environment: BENCH_REPEAT (repetitions, default 5), BENCH_LOAD_SECONDS
 // (load generator duration, default 3), BENCH_ONLY (comma-separated group or
-// workload ids), PROFILE=1 (CPU profiles of privnixd for the slowest workload).
+// workload ids), PROFILE=1 (CPU profiles of privnixd for the slowest workload),
+// BENCH_PRIVNIXD_ENV (extra environment for privnixd, for experiments).
 package main
 
 import (
@@ -281,6 +282,7 @@ func (r *runner) once(ctx context.Context, w *Workload, t *Target, rep int, side
 		side.Baseline = append(side.Baseline, time.Since(st).Seconds())
 	}
 	cpu0, cpuOK := t.d.CPU()
+	own0 := t.d.OwnCPU()
 	sampler := sampleRSS(t.d, 50*time.Millisecond)
 	start := time.Now()
 	var err error
@@ -293,6 +295,7 @@ func (r *runner) once(ctx context.Context, w *Workload, t *Target, rep int, side
 	wall := time.Since(start)
 	peak := sampler.Stop()
 	cpu1, _ := t.d.CPU()
+	own := (t.d.OwnCPU() - own0).Seconds()
 	var partial *partialError
 	if errors.As(err, &partial) {
 		side.Warn = appendWarn(side.Warn, fmt.Sprintf("rep %d: %v", rep+1, partial.error))
@@ -304,12 +307,14 @@ func (r *runner) once(ctx context.Context, w *Workload, t *Target, rep int, side
 	if w.Kind == kindLoad {
 		side.Load = &lr
 		side.Wall = append(side.Wall, 1/lr.OpsPerS) // seconds per operation
+		side.OwnCPU = append(side.OwnCPU, own/float64(lr.Ops))
 		if cpuOK {
 			side.CPU = append(side.CPU, (cpu1-cpu0).Seconds()/float64(lr.Ops))
 		}
 		return nil
 	}
 	side.Wall = append(side.Wall, wall.Seconds())
+	side.OwnCPU = append(side.OwnCPU, own)
 	if cpuOK {
 		side.CPU = append(side.CPU, (cpu1 - cpu0).Seconds())
 	}

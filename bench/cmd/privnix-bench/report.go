@@ -15,13 +15,17 @@ import (
 type Side struct {
 	// Wall is seconds per repetition (kindWall) or seconds per operation
 	// (kindLoad); CPU is the daemon tree's CPU seconds on the same basis.
-	Wall   []float64   `json:"wall_s,omitempty"`
-	CPU    []float64   `json:"cpu_s,omitempty"`
-	Median float64     `json:"median_s,omitempty"`
-	Min    float64     `json:"min_s,omitempty"`
-	Max    float64     `json:"max_s,omitempty"`
-	CPUMed float64     `json:"cpu_median_s,omitempty"`
-	Load   *LoadResult `json:"load,omitempty"`
+	Wall   []float64 `json:"wall_s,omitempty"`
+	CPU    []float64 `json:"cpu_s,omitempty"`
+	Median float64   `json:"median_s,omitempty"`
+	Min    float64   `json:"min_s,omitempty"`
+	Max    float64   `json:"max_s,omitempty"`
+	CPUMed float64   `json:"cpu_median_s,omitempty"`
+	// OwnCPU is the daemon process's own share of CPU (privnixd: the
+	// monitor; the rest is its frontends and storeprocs), same basis.
+	OwnCPU    []float64   `json:"own_cpu_s,omitempty"`
+	OwnCPUMed float64     `json:"own_cpu_median_s,omitempty"`
+	Load      *LoadResult `json:"load,omitempty"`
 	// Memory in bytes: the daemon's own VmRSS when the workload started
 	// (idle), the whole tree's PSS at that moment, the tree's peak PSS
 	// sampled every 50 ms while it ran, and the daemon process's VmHWM at
@@ -91,6 +95,7 @@ func (s *Side) summarize() {
 	}
 	s.Median, s.Min, s.Max = median(s.Wall), slices.Min(s.Wall), slices.Max(s.Wall)
 	s.CPUMed = median(s.CPU)
+	s.OwnCPUMed = median(s.OwnCPU)
 }
 
 func (r *Result) summarize() {
@@ -194,13 +199,21 @@ func (s *Side) cpuCell(kind string) string {
 	return fmtDur(s.CPUMed)
 }
 
+// ownCell is the daemon process's share of the tree's CPU.
+func (s *Side) ownCell() string {
+	if s.Err != "" || len(s.CPU) == 0 || s.CPUMed <= 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.0f %%", min(100, s.OwnCPUMed/s.CPUMed*100))
+}
+
 // rows are the main table: one per workload.
 func (rep *Report) rows() [][]string {
-	rows := [][]string{{"#", "workload", "nix-daemon median (min–max)", "privnix median (min–max)", "ratio", "CPU nix-daemon", "CPU privnix", "CPU ratio", "peak tree PSS MiB nd / pd"}}
+	rows := [][]string{{"#", "workload", "nix-daemon median (min–max)", "privnix median (min–max)", "ratio", "CPU nix-daemon", "CPU privnix", "of it privnixd itself", "CPU ratio", "peak tree PSS MiB nd / pd"}}
 	for i, r := range rep.Results {
 		rows = append(rows, []string{
 			fmt.Sprint(i + 1), r.ID, r.ND.cell(r.Kind), r.PD.cell(r.Kind), fmtRatio(r.Ratio),
-			r.ND.cpuCell(r.Kind), r.PD.cpuCell(r.Kind), fmtRatio(r.CPURatio),
+			r.ND.cpuCell(r.Kind), r.PD.cpuCell(r.Kind), r.PD.ownCell(), fmtRatio(r.CPURatio),
 			fmtMiB(r.ND.PeakTreePSS) + " / " + fmtMiB(r.PD.PeakTreePSS),
 		})
 	}
@@ -344,7 +357,7 @@ func (rep *Report) write(dir string) error {
 	fmt.Fprintf(f, "Run %s, %.0f s; %s; %s vs %s; %d repetitions per workload (load workloads: one run of %.0f s). "+
 		"Ratio = privnix / nix-daemon median wall time (load workloads: time per operation); lower is better, target ≤ 1.0 "+
 		"(builds and GC ≤ 0.67). CPU = the daemon's whole process tree (cgroup2 `cpu.stat` usage_usec), median per repetition "+
-		"(load workloads: per operation). Memory: the daemon process's VmRSS at idle and its VmHWM, and the PSS summed over every process in the daemon's cgroup, sampled every 50 ms (PSS, so that shared pages count once). `logs/` has both daemons' logs per group.\n\n",
+		"(load workloads: per operation); \"of it privnixd itself\" is the monitor process's own share (/proc/PID/stat, 10 ms ticks), the rest is its frontends and storeprocs. Memory: the daemon process's VmRSS at idle and its VmHWM, and the PSS summed over every process in the daemon's cgroup, sampled every 50 ms (PSS, so that shared pages count once). `logs/` has both daemons' logs per group.\n\n",
 		rep.Started, rep.Seconds, rep.Host, rep.NixVersion, orDash(rep.PrivnixVersion), rep.Repeat, rep.LoadSecs)
 	fmt.Fprintf(f, "![ratios](ratios.png)\n\n")
 	mdTable(f, rep.rows())
