@@ -226,6 +226,7 @@ type result struct {
 type spawnOpts struct {
 	cloneflags uintptr // 0: the right ones
 	more       []msg.BuildJobMore
+	afterReady func(pidfd int, pidNS string) // called once SandboxReady arrived
 }
 
 // run starts privnix-build as the monitor would and plays the monitor's side
@@ -327,6 +328,9 @@ func (f *fixture) run(job msg.BuildJob, o spawnOpts) result {
 	logW.Close()
 	view.Close()
 	build.Close()
+	if r.ready && o.afterReady != nil {
+		o.afterReady(pidfd, r.pidNS)
+	}
 	r.waitErr = cmd.Wait()
 	r.total = time.Since(start)
 	r.exit = cmd.ProcessState.ExitCode()
@@ -730,6 +734,32 @@ func TestBackgroundProcess(t *testing.T) {
 	}
 	if p := processesOf(t, u.uid, r.pidNS); len(p) != 0 {
 		t.Errorf("processes of the build user remain after the build: %v", p)
+	}
+}
+
+// TestKillBuild is the monitor's timeout: it kills the builder (PID 1 of
+// the build's PID namespace) through its pidfd while the builder and a
+// process it left run; nothing of the build survives the wait.
+func TestKillBuild(t *testing.T) {
+	u := pnxbld(t, 4)
+	f := newFixture(t, u)
+	var during []string
+	r := f.run(f.job("hang", msg.SandboxOn, false), spawnOpts{afterReady: func(pidfd int, pidNS string) {
+		time.Sleep(300 * time.Millisecond)
+		during = processesOf(t, u.uid, pidNS)
+		must(t, unix.PidfdSendSignal(pidfd, unix.SIGKILL, nil, 0))
+	}})
+	if !r.ready || r.state != "signal: killed" {
+		t.Fatalf("ready %v state %s log %q", r.ready, r.state, r.log)
+	}
+	if !strings.Contains(r.log, "left ") {
+		t.Errorf("log %q", r.log)
+	}
+	if len(during) < 2 {
+		t.Errorf("during the build, %d processes in its namespace, want the builder and the one it left", len(during))
+	}
+	if p := processesOf(t, u.uid, r.pidNS); len(p) != 0 {
+		t.Errorf("processes of the build remain after the kill: %v", p)
 	}
 }
 

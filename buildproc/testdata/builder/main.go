@@ -65,6 +65,10 @@ func main() {
 		time.Sleep(time.Hour)
 	case "background":
 		background()
+	case "hang":
+		// leaves a process behind and never exits: the monitor's timeout
+		background()
+		time.Sleep(time.Hour)
 	case "report":
 		report()
 	default:
