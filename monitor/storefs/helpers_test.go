@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -170,6 +171,14 @@ func (o op) run() error {
 			}
 		}
 		return nil
+	case "sparse": // o.N bytes, "head" at the start and "tail" at the end, a hole between
+		f, err := os.OpenFile(o.Path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+		if err != nil {
+			return err
+		}
+		_, err1 := f.WriteAt([]byte("head"), 0)
+		_, err2 := f.WriteAt([]byte("tail"), int64(o.N)-4)
+		return errors.Join(err1, err2, f.Close())
 	case "big": // o.N bytes of pseudo-random data
 		f, err := os.OpenFile(o.Path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 		if err != nil {

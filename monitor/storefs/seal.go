@@ -1,6 +1,7 @@
 package storefs
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -34,6 +35,9 @@ type SealOptions struct {
 	Copy       bool
 	MaxDepth   int // 0: DefaultMaxDepth
 	MaxEntries int // 0: DefaultMaxEntries
+	// MaxNarSize, if not 0, refuses the tree as soon as its NAR would be
+	// larger (a claimed NarSize; stops a sparse 100 TB file early).
+	MaxNarSize uint64
 }
 
 // Sealed is what Seal found.
@@ -206,6 +210,9 @@ func (z *sealer) seal(stagingFd int) (Sealed, error) {
 	}
 	if err := z.w.Close(); err != nil {
 		return Sealed{}, fmt.Errorf("storefs: Seal: %w", err)
+	}
+	if max := z.opts.MaxNarSize; max != 0 && z.sink.n > max {
+		return Sealed{}, refuse(OutName, ErrTooLarge, fmt.Sprintf("NAR of %d bytes; it may have %d", z.sink.n, max))
 	}
 	if z.opts.Copy {
 		if err := removeAll(stagingFd, OutName); err != nil {
@@ -430,6 +437,9 @@ func (z *sealer) file(parent int, name string, want *unix.Stat_t, dparent int, d
 			return fmt.Errorf("storefs: Seal: canonicalising %q: %w", rel, err)
 		}
 	}
+	if max := z.opts.MaxNarSize; max != 0 && (uint64(st.Size) > max || z.sink.n+uint64(st.Size) > max) {
+		return refuse(rel, ErrTooLarge, fmt.Sprintf("%d bytes; the NAR may have %d", st.Size, max))
+	}
 	cr := contentReader{fd: fd, left: st.Size, dst: -1}
 	if len(z.stack) == 0 {
 		cr.flat = z.flat
@@ -448,7 +458,9 @@ func (z *sealer) file(parent int, name string, want *unix.Stat_t, dparent int, d
 		return fmt.Errorf("storefs: Seal: reading %q: %w", rel, err)
 	}
 	if z.opts.Copy {
-		if err := errors.Join(unix.Fchmod(cr.dst, fileMode(exec)), setMtime1(cr.dst)); err != nil {
+		// Ftruncate: the copy may end in a hole (see contentReader).
+		err := errors.Join(unix.Ftruncate(cr.dst, st.Size), unix.Fchmod(cr.dst, fileMode(exec)), setMtime1(cr.dst))
+		if err != nil {
 			return fmt.Errorf("storefs: Seal: canonicalising %q: %w", rel, err)
 		}
 	}
@@ -483,7 +495,7 @@ func (r *contentReader) Read(p []byte) (int, error) {
 	}
 	r.left -= int64(n)
 	if r.dst >= 0 {
-		if err := writeAll(r.dst, p[:n]); err != nil {
+		if err := writeSparse(r.dst, p[:n]); err != nil {
 			return 0, fmt.Errorf("writing copy: %w", err)
 		}
 	}
@@ -491,6 +503,38 @@ func (r *contentReader) Read(p []byte) (int, error) {
 		r.flat.Write(p[:n])
 	}
 	return n, nil
+}
+
+// zeros is the hole granularity of copies.
+var zeros [64 << 10]byte
+
+// writeSparse writes p at fd's offset, seeking over each all-zero 64 KiB
+// segment instead, so that a sparse file's copy stays sparse (the caller
+// ftruncates to the final size).
+func writeSparse(fd int, p []byte) error {
+	for len(p) > 0 {
+		data := 0 // non-zero segments to write from the start of p
+		for data < len(p) {
+			n := min(len(p)-data, len(zeros))
+			if bytes.Equal(p[data:data+n], zeros[:n]) {
+				break
+			}
+			data += n
+		}
+		if data > 0 {
+			if err := writeAll(fd, p[:data]); err != nil {
+				return err
+			}
+			p = p[data:]
+			continue
+		}
+		n := min(len(p), len(zeros))
+		if _, err := unix.Seek(fd, int64(n), io.SeekCurrent); err != nil {
+			return err
+		}
+		p = p[n:]
+	}
+	return nil
 }
 
 func writeAll(fd int, p []byte) error {

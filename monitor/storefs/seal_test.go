@@ -396,6 +396,10 @@ func TestSealFlatHash(t *testing.T) {
 			if !bytes.Equal(res.FlatHash.Digest, want) || res.FlatHash.Algo != algo || len(data) != 3<<20+7 {
 				t.Errorf("%v copy=%v: FlatHash %s of %d bytes", algo, copyMode, res.FlatHash, len(data))
 			}
+			sealed, err := os.ReadFile(filepath.Join(e.path(st), st.SealedName()))
+			if err != nil || !bytes.Equal(sealed, data) {
+				t.Errorf("%v copy=%v: the sealed file differs from what the writer wrote (%v)", algo, copyMode, err)
+			}
 		}
 	}
 }
@@ -576,5 +580,61 @@ func TestSealXattrsOnSymlinks(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestSealSparse: a sparse file's copy stays sparse, and MaxNarSize stops a
+// huge sparse file before it is read.
+func TestSealSparse(t *testing.T) {
+	const size = 64 << 20
+	e := newEnv(t)
+	st := e.newStaging(t)
+	write(t, st, op{Op: "sparse", Path: "out", N: size})
+	want := nixHash(t, filepath.Join(e.path(st), "out"))
+	res, err := st.Seal(SealOptions{WriterUID: writerUID, Copy: true, MaxNarSize: size + 200})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.NarHash.Nix32() != want {
+		t.Errorf("NarHash %s, Nix says %s", res.NarHash.Nix32(), want)
+	}
+	var s unix.Stat_t
+	if err := unix.Lstat(filepath.Join(e.path(st), st.SealedName()), &s); err != nil {
+		t.Fatal(err)
+	}
+	if s.Size != size || s.Blocks*512 > 256<<10 {
+		t.Errorf("copy: %d bytes in %d blocks of 512", s.Size, s.Blocks)
+	}
+	name := storeName(res.NarHash, "sparse")
+	if err := st.Commit(name); err != nil {
+		t.Fatal(err)
+	}
+	if got := nixHash(t, filepath.Join(e.store, name)); got != want {
+		t.Errorf("the copy hashes to %s, the original to %s", got, want)
+	}
+
+	for _, tc := range []struct {
+		name   string
+		ops    []op
+		max    uint64
+		reason error
+	}{
+		{"1 TiB sparse file", []op{{Op: "sparse", Path: "out", N: 1 << 40}}, 1 << 20, ErrTooLarge},
+		{"tree over the limit", []op{{Op: "many", Path: "out", N: 100}}, 4096, ErrTooLarge},
+		{"exactly at the limit", []op{file("out", "12345", 0o644)}, 120, nil},
+		{"one byte over the limit", []op{file("out", "12345", 0o644)}, 119, ErrTooLarge},
+	} {
+		for _, copyMode := range []bool{false, true} {
+			st := e.newStaging(t)
+			write(t, st, tc.ops...)
+			res, err := st.Seal(SealOptions{WriterUID: writerUID, Copy: copyMode, MaxNarSize: tc.max})
+			if tc.reason == nil {
+				if err != nil || res.NarSize != tc.max {
+					t.Errorf("%s copy=%v: %v, NarSize %d", tc.name, copyMode, err, res.NarSize)
+				}
+			} else if !errors.Is(err, tc.reason) {
+				t.Errorf("%s copy=%v: %v, want %v", tc.name, copyMode, err, tc.reason)
+			}
+		}
 	}
 }

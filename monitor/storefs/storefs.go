@@ -51,7 +51,8 @@ var (
 	ErrChanged         = errors.New("file changed while sealing")    // replaced or shrunk during the walk
 	ErrNotFlat         = errors.New("not a regular file")            // FlatAlgo set and out is not a regular file
 	ErrXattr           = errors.New("extended attributes on a hard-linked symlink")
-	ErrMissing         = errors.New("missing") // no out
+	ErrMissing         = errors.New("missing")   // no out
+	ErrTooLarge        = errors.New("too large") // NAR larger than SealOptions.MaxNarSize
 )
 
 // RefusedError says why Seal refused a tree. Path is relative to the staging
