@@ -154,7 +154,7 @@ func takeDir(parent int, name string) (int, error) {
 // clearFiles unlinks every entry of the directory fd that is not a directory
 // and returns the names of those that are.
 func clearFiles(fd int, buf []byte) ([]string, error) {
-	names, err := readNames(fd, buf)
+	names, err := readNames(fd, buf, nil)
 	if err != nil {
 		return nil, fmt.Errorf("listing: %w", err)
 	}

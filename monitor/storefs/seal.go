@@ -20,6 +20,10 @@ import (
 const (
 	DefaultMaxDepth   = 1024    // directory levels below out (each holds an fd during the walk)
 	DefaultMaxEntries = 1 << 22 // nodes: files, symlinks and directories, out included
+
+	// MaxNameBytes bounds the entry names a walk lists in total, so the
+	// memory a hostile tree costs the monitor is bounded before it is read.
+	MaxNameBytes = 256 << 20
 )
 
 // SealOptions says whose tree it is and what to compute.
@@ -142,6 +146,7 @@ type sealer struct {
 	links    map[fileKey]*linkInfo
 	deferred []fileKey // take-over: hard-linked inodes to canonicalise at the end
 	nodes    int
+	budget   listBudget // what listings may still hold: every name listed becomes a node
 	dbuf     []byte
 
 	rootIsDir bool
@@ -170,7 +175,8 @@ func newSealer(opts SealOptions) *sealer {
 	if opts.MaxEntries <= 0 {
 		opts.MaxEntries = DefaultMaxEntries
 	}
-	z := &sealer{opts: opts, links: make(map[fileKey]*linkInfo), dbuf: make([]byte, 32<<10)}
+	z := &sealer{opts: opts, links: make(map[fileKey]*linkInfo), dbuf: make([]byte, 32<<10),
+		budget: listBudget{names: opts.MaxEntries - 1, bytes: MaxNameBytes}} // - 1: out itself
 	z.sink.h = sha256.New()
 	if opts.Candidates != nil {
 		z.sink.scan = refscan.NewScanner(opts.Candidates)
@@ -572,11 +578,10 @@ func (z *sealer) dir(pfd, dparent int, dname, rel string) error {
 			return fmt.Errorf("storefs: Seal: canonicalising %q: %w", rel, err)
 		}
 	}
-	if top.names, err = readNames(fd, z.dbuf); err != nil {
+	if top.names, err = readNames(fd, z.dbuf, &z.budget); err == errListLimit {
+		return refuse(rel, ErrTooManyEntries, fmt.Sprintf("more than %d entries or %d bytes of names", z.opts.MaxEntries, MaxNameBytes))
+	} else if err != nil {
 		return fmt.Errorf("storefs: Seal: listing %q: %w", rel, err)
-	}
-	if z.nodes+len(top.names) > z.opts.MaxEntries {
-		return refuse(rel, ErrTooManyEntries, fmt.Sprintf("more than %d", z.opts.MaxEntries))
 	}
 	for _, n := range top.names {
 		if err := nar.CheckName(n); err != nil {

@@ -299,7 +299,7 @@ func writableDir(dirfd int, name string) (restore func(), err error) {
 // stagings and deletions a crash interrupted. Call it at start-up only, before
 // any Staging exists.
 func (s *Store) RemoveStaging() error {
-	names, err := readNames(s.stagingFd, nil)
+	names, err := readNames(s.stagingFd, nil, nil)
 	if err != nil {
 		return fmt.Errorf("storefs: listing %s: %w", s.stagingRoot, err)
 	}

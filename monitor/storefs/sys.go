@@ -2,6 +2,7 @@ package storefs
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"sort"
 	"unsafe"
@@ -40,9 +41,16 @@ func chownFD(fd, uid, gid int) error {
 	return unix.Fchownat(fd, "", uid, gid, unix.AT_EMPTY_PATH|unix.AT_SYMLINK_NOFOLLOW)
 }
 
+// errListLimit: a listing went past its budget.
+var errListLimit = errors.New("listing budget exceeded")
+
+// listBudget bounds what the listings of one walk may hold in total.
+type listBudget struct{ names, bytes int }
+
 // readNames lists the directory fd (from its start), "." and ".." left out,
-// sorted by bytes as a NAR wants them.
-func readNames(fd int, buf []byte) ([]string, error) {
+// sorted by bytes as a NAR wants them. With a budget, the names are charged
+// to it as they are read, and errListLimit ends a listing that exceeds it.
+func readNames(fd int, buf []byte, budget *listBudget) ([]string, error) {
 	if buf == nil {
 		buf = make([]byte, 32<<10)
 	}
@@ -61,7 +69,17 @@ func readNames(fd int, buf []byte) ([]string, error) {
 		if n <= 0 {
 			break
 		}
+		before := len(names)
 		_, _, names = unix.ParseDirent(buf[:n], -1, names)
+		if budget != nil {
+			budget.names -= len(names) - before
+			for _, name := range names[before:] {
+				budget.bytes -= len(name)
+			}
+			if budget.names < 0 || budget.bytes < 0 {
+				return nil, errListLimit
+			}
+		}
 	}
 	sort.Strings(names)
 	return names, nil
