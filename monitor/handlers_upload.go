@@ -92,7 +92,7 @@ func handleBeginUpload(s *session, req msg.Message, _ []*os.File) (reply, error)
 		return s.failed("starting a store worker", err), nil
 	}
 	up.worker = w
-	if up.stage, err = s.m.fs.NewStaging(w.uid, w.uid); err != nil {
+	if up.stage, err = s.m.store.files().NewStaging(w.uid, w.uid); err != nil {
 		s.m.releaseWorker(w)
 		return s.failed("creating a staging directory", err), nil
 	}

@@ -15,7 +15,6 @@ import (
 	"sync"
 	"time"
 
-	"privnix/monitor/storefs"
 	"privnix/nix/conf"
 	"privnix/nix/narinfo"
 )
@@ -45,7 +44,6 @@ type Monitor struct {
 	pool    *frontendPool
 
 	store       *storeState
-	fs          *storefs.Store
 	roots       *rootSet
 	locks       *pathLocks
 	trustedKeys []narinfo.PublicKey
@@ -108,12 +106,6 @@ func newMonitor(cfg Config) (*Monitor, error) {
 			continue
 		}
 		m.trustedKeys = append(m.trustedKeys, pk)
-	}
-	if m.fs, err = storefs.Open(cfg.Paths.StoreDir, cfg.Paths.StagingDir()); err != nil {
-		return nil, err
-	}
-	if err := m.fs.RemoveStaging(); err != nil {
-		return nil, fmt.Errorf("removing leftover staging directories: %w", err)
 	}
 	if m.store, err = openStore(m); err != nil {
 		return nil, err

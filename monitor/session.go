@@ -41,6 +41,12 @@ func (m *Monitor) serveClient(ctx context.Context, c *net.UnixConn) {
 		m.log.Error("SO_PEERCRED failed; connection dropped", "err", err)
 		return
 	}
+	// nix-daemon opens the store per connection; scripts rely on wiping the
+	// store and state directories between two connections.
+	if err := m.store.refresh(m); err != nil {
+		m.log.Error("reopening the store failed; connection dropped", "err", err)
+		return
+	}
 	d := m.decideConnect(&p)
 	audit := m.log.With("client_uid", p.UID, "client_pid", p.PID, "user", p.User)
 	if !m.admitUser(p.UID) {

@@ -4,7 +4,10 @@ import (
 	"fmt"
 	"sync"
 
+	"golang.org/x/sys/unix"
+
 	"privnix/monitor/storedb"
+	"privnix/monitor/storefs"
 	"privnix/nix/storepath"
 )
 
@@ -14,10 +17,13 @@ import (
 // monitor keeps that promise by checking, at each accept, that the database
 // on disk is still the one it opened, and reopening it if not.
 type storeState struct {
-	dir    storepath.Dir
-	dbPath string
-	mu     sync.RWMutex // held for reading by every request that uses db; for writing to reopen
-	db     *storedb.DB  // guarded by mu
+	dir     storepath.Dir
+	dbPath  string
+	staging string
+	mu      sync.RWMutex   // held for reading by every request that uses db; for writing to reopen
+	db      *storedb.DB    // guarded by mu
+	fs      *storefs.Store // guarded by mu
+	dirID   [2]uint64      // device and inode of the store directory fs opened; guarded by mu
 }
 
 func openStore(m *Monitor) (*storeState, error) {
@@ -25,8 +31,12 @@ func openStore(m *Monitor) (*storeState, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store directory: %w", err)
 	}
-	st := &storeState{dir: dir, dbPath: m.cfg.Paths.DBDir()}
+	st := &storeState{dir: dir, dbPath: m.cfg.Paths.DBDir(), staging: m.cfg.Paths.StagingDir()}
+	if err := st.openFS(); err != nil {
+		return nil, err
+	}
 	if st.db, err = storedb.Open(st.dbPath, storedb.Options{StoreDir: dir, Logger: m.log}); err != nil {
+		st.fs.Close()
 		return nil, err
 	}
 	if err := st.cleanPending(m); err != nil {
@@ -45,34 +55,86 @@ func (st *storeState) cleanPending(m *Monitor) error {
 	}
 	for _, p := range pending {
 		m.log.Warn("removing a path left pending by a crash", "path", st.dir.String(p))
-		if err := m.fs.Delete(p.Base()); err != nil {
+		if err := st.fs.Delete(p.Base()); err != nil {
 			return fmt.Errorf("removing pending %s: %w", p.Base(), err)
 		}
 	}
 	return st.db.ClearPending(pending...)
 }
 
-// refresh reopens the database if its state directory was replaced.
-func (st *storeState) refresh(m *Monitor) error {
+// openFS opens the store directory for storefs and removes leftover staging
+// directories; mu must be held (or st not yet shared).
+func (st *storeState) openFS() error {
+	fs, err := storefs.Open(string(st.dir), st.staging)
+	if err != nil {
+		return err
+	}
+	if err := fs.RemoveStaging(); err != nil {
+		fs.Close()
+		return fmt.Errorf("removing leftover staging directories: %w", err)
+	}
+	id, err := dirID(string(st.dir))
+	if err != nil {
+		fs.Close()
+		return err
+	}
+	st.fs, st.dirID = fs, id
+	return nil
+}
+
+func dirID(path string) ([2]uint64, error) {
+	var s unix.Stat_t
+	if err := unix.Lstat(path, &s); err != nil {
+		return [2]uint64{}, err
+	}
+	return [2]uint64{s.Dev, s.Ino}, nil
+}
+
+// current reports whether the store and state directories are still the
+// ones opened.
+func (st *storeState) current() (bool, error) {
 	st.mu.RLock()
-	cur, err := st.db.Current()
-	st.mu.RUnlock()
-	if err != nil || cur {
+	defer st.mu.RUnlock()
+	id, err := dirID(string(st.dir))
+	if err != nil || id != st.dirID {
+		return false, nil
+	}
+	return st.db.Current()
+}
+
+// refresh reopens the store if its store or state directory was replaced
+// since the last connection.
+func (st *storeState) refresh(m *Monitor) error {
+	if cur, err := st.current(); err != nil || cur {
 		return err
 	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if cur, err := st.db.Current(); err != nil || cur {
+	m.log.Warn("the store or state directory was replaced; reopening the store", "store", string(st.dir), "db", st.dbPath)
+	// Badger cannot flush into a directory that was removed, and its Close
+	// then waits for ever: the replaced database is closed in the background.
+	go func(old *storedb.DB) {
+		if err := old.Close(); err != nil {
+			m.log.Warn("closing the replaced store database", "err", err)
+		}
+	}(st.db)
+	st.fs.Close()
+	if err := st.openFS(); err != nil {
 		return err
 	}
-	m.log.Warn("the state directory was replaced; reopening the store database", "db", st.dbPath)
-	st.db.Close()
 	db, err := storedb.Open(st.dbPath, storedb.Options{StoreDir: st.dir, Logger: m.log})
 	if err != nil {
 		return err
 	}
 	st.db = db
 	return nil
+}
+
+// files returns the current storefs.
+func (st *storeState) files() *storefs.Store {
+	st.mu.RLock()
+	defer st.mu.RUnlock()
+	return st.fs
 }
 
 // with runs fn with the current database.
@@ -86,4 +148,5 @@ func (st *storeState) close() {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	st.db.Close()
+	st.fs.Close()
 }
