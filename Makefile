@@ -11,7 +11,7 @@ LIBEXEC ?= $(PREFIX)/libexec/privnix
 # Where `make run` keeps its private store.
 RUNDIR  ?= $(CURDIR)/run
 
-.PHONY: all build test test-unit lint check-deps run install fuzz bench clean
+.PHONY: all build test test-unit lint check-deps run install install-units fuzz bench clean
 
 all: build
 
@@ -33,10 +33,11 @@ lint:
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)
 
-# Regenerates the checked-in dependency manifests after a reviewed change.
+# Regenerates the checked-in dependency manifests (cmd/*/deps.txt) after a
+# reviewed change; test/deps fails while they differ from the build.
 check-deps:
-	@for c in $(CMDS); do $(GO) list -deps ./cmd/$$c | grep -v '^[a-z]*$$' | grep -v '^[a-z]*/' > cmd/$$c/deps.txt.new || true; done
-	@echo "review cmd/*/deps.txt.new, then move them over deps.txt"
+	PRIVNIX_UPDATE_DEPS=1 $(GO) test -count=1 ./test/deps
+	git diff --stat -- 'cmd/*/deps.txt'
 
 # Runs privnixd in the foreground on a private store under $(RUNDIR).
 run: build
@@ -46,6 +47,11 @@ install: build
 	install -d -m 0755 $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(LIBEXEC)
 	install -m 0755 $(BIN)/privnixd $(BIN)/privnix $(DESTDIR)$(PREFIX)/bin/
 	install -m 0755 $(filter-out $(BIN)/privnixd $(BIN)/privnix,$(addprefix $(BIN)/,$(CMDS))) $(DESTDIR)$(LIBEXEC)/
+	$(MAKE) install-units
+
+UNITDIR ?= /etc/systemd/system
+install-units:
+	UNITDIR=$(UNITDIR) DESTDIR=$(DESTDIR) systemd/install.sh
 
 FUZZTIME ?= 30s
 fuzz:

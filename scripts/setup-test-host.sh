@@ -14,6 +14,7 @@ fi
 need_pkgs=()
 command -v nix-store >/dev/null 2>&1 || need_pkgs+=(nix-bin)
 command -v setpriv >/dev/null 2>&1 || need_pkgs+=(util-linux)
+command -v systemd-analyze >/dev/null 2>&1 || need_pkgs+=(systemd) # the unit files' tests
 if [ ${#need_pkgs[@]} -gt 0 ]; then
 	export DEBIAN_FRONTEND=noninteractive
 	apt-get update -qq
