@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -179,6 +180,39 @@ func (o op) run() error {
 		_, err1 := f.WriteAt([]byte("head"), 0)
 		_, err2 := f.WriteAt([]byte("tail"), int64(o.N)-4)
 		return errors.Join(err1, err2, f.Close())
+	case "churn": // swap out/sub (a directory) and out/f (a file) with symlinks to o.Target, forever
+		if err := os.Mkdir("out", 0o755); err != nil {
+			return err
+		}
+		for _, p := range []string{"out/sub", "out/sub/deeper"} {
+			if err := os.Mkdir(p, 0o755); err != nil {
+				return err
+			}
+		}
+		for _, p := range []string{"out/f", "out/sub/x", "out/sub/deeper/y"} {
+			if err := os.WriteFile(p, []byte(p), 0o644); err != nil {
+				return err
+			}
+		}
+		for i := 0; i < 300; i++ { // enough for the walk to take a while
+			if err := os.WriteFile(fmt.Sprintf("out/sub/deeper/%d", i), []byte("z"), 0o644); err != nil {
+				return err
+			}
+		}
+		if err := errors.Join(os.Symlink(o.Target, "out/sublink"), os.Symlink(o.Target+"/file", "out/flink")); err != nil {
+			return err
+		}
+		// Through an fd on out: it keeps working after the staging directory is taken back.
+		out, err := unix.Open("out", unix.O_RDONLY|unix.O_DIRECTORY, 0)
+		if err != nil {
+			return err
+		}
+		os.Stdout.WriteString("ready\n")
+		for {
+			unix.Renameat2(out, "sub", out, "sublink", unix.RENAME_EXCHANGE)
+			unix.Renameat2(out, "f", out, "flink", unix.RENAME_EXCHANGE)
+			unix.Renameat2(out, "sub/deeper", out, "sublink", unix.RENAME_EXCHANGE)
+		}
 	case "big": // o.N bytes of pseudo-random data
 		f, err := os.OpenFile(o.Path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 		if err != nil {
@@ -226,6 +260,37 @@ func write(t testing.TB, st *Staging, ops ...op) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("writer: %v\n%s", err, out)
 	}
+}
+
+// startWriter runs ops like write, but returns once the writer prints
+// "ready", leaving it running; stop it with the returned function.
+func startWriter(t testing.TB, st *Staging, ops ...op) (stop func()) {
+	t.Helper()
+	script, err := json.Marshal(ops)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("/proc/self/exe")
+	cmd.Env = append(os.Environ(), writerEnv+"="+string(script))
+	cmd.ExtraFiles = []*os.File{st.Dir()}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: writerUID, Gid: writerUID, Groups: []uint32{}}}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	stop = func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+	}
+	line := make([]byte, 6)
+	if _, err := io.ReadFull(stdout, line); err != nil || string(line) != "ready\n" {
+		stop()
+		t.Fatalf("writer did not start: %q %v", line, err)
+	}
+	return stop
 }
 
 // tmpDir is a fresh 0755 directory removed with rm -rf (exec'd as root with

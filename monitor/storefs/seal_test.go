@@ -638,3 +638,70 @@ func TestSealSparse(t *testing.T) {
 		}
 	}
 }
+
+// TestSealLiveWriter: a writer that kept an fd on out swaps a directory and
+// a file with symlinks to a root-owned sentinel (renameat2 RENAME_EXCHANGE)
+// for as long as Seal runs — the attack Copy exists for, also run against a
+// take-over. Whatever Seal decides, nothing outside changes, and what it
+// seals is root's, canonical and made of nothing but the tree.
+func TestSealLiveWriter(t *testing.T) {
+	e := newEnv(t)
+	sdir := filepath.Join(e.base, "sentinel-dir")
+	if err := os.Mkdir(sdir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	sfile := filepath.Join(sdir, "file")
+	if err := os.WriteFile(sfile, []byte("keep\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dirWas, fileWas := lstat(t, sdir), lstat(t, sfile)
+	outcomes, copies := map[string]int{}, map[string]bool{}
+	for i := 0; i < 30; i++ {
+		copyMode := i%2 == 1
+		st := e.newStaging(t)
+		stop := startWriter(t, st, op{Op: "churn", Target: sdir})
+		res, err := st.Seal(SealOptions{WriterUID: writerUID, Copy: copyMode})
+		stop()
+		var re *RefusedError
+		switch {
+		case errors.As(err, &re):
+			outcomes["refused: "+re.Reason.Error()]++
+		case err != nil:
+			t.Fatalf("copy=%v: %v", copyMode, err)
+		default:
+			outcomes["sealed"]++
+			if copyMode {
+				copies[res.NarHash.Nix32()] = true
+			}
+			name := storeName(res.NarHash, fmt.Sprint("live", i))
+			if err := st.Commit(name); err != nil {
+				t.Fatal(err)
+			}
+			p := filepath.Join(e.store, name)
+			if got := nixHash(t, p); got != res.NarHash.Nix32() {
+				t.Errorf("copy=%v: sealed %s, the store object hashes to %s", copyMode, res.NarHash.Nix32(), got)
+			}
+			for rel, in := range walk(t, p) {
+				if in.Uid != 0 || in.Mtime != 1 || in.Ino == fileWas.Ino || in.Ino == dirWas.Ino {
+					t.Errorf("copy=%v: %q is %+v", copyMode, rel, in)
+				}
+			}
+		}
+		if err := st.Discard(); err != nil {
+			t.Fatal(err)
+		}
+		if got := lstat(t, sdir); got != dirWas {
+			t.Fatalf("sentinel directory changed: %+v, was %+v", got, dirWas)
+		}
+		if got := lstat(t, sfile); got != fileWas {
+			t.Fatalf("sentinel file changed: %+v, was %+v", got, fileWas)
+		}
+	}
+	if names := list(t, sdir); len(names) != 1 {
+		t.Errorf("sentinel directory holds %v", names)
+	}
+	t.Logf("outcomes: %v; %d different trees sealed by copy", outcomes, len(copies))
+	if len(copies) < 2 {
+		t.Errorf("every copy sealed the same tree: the writer never raced the walk")
+	}
+}
