@@ -229,6 +229,30 @@ func (d *Daemon) Stop() {
 	d.cg.remove()
 }
 
+// Exited says how the daemon ended ("" while it runs): a daemon killed in
+// the middle of a run makes the rest of its group n/a with this reason.
+func (d *Daemon) Exited() string {
+	select {
+	case <-d.done:
+		return fmt.Sprintf("%s exited (%s): %s", d.Name, d.cmd.ProcessState, crashLine(d.log.String()))
+	default:
+		return ""
+	}
+}
+
+// crashLine is the line of a log that says why a Go program died (a panic,
+// a fatal error, a signal's goroutine dump), else its last line.
+func crashLine(log string) string {
+	for _, l := range strings.Split(log, "\n") {
+		for _, p := range []string{"panic: ", "fatal error: ", "SIGQUIT", "SIGABRT", "SIGSEGV"} {
+			if strings.HasPrefix(l, p) {
+				return l
+			}
+		}
+	}
+	return lastLines(log, 1)
+}
+
 // CPU is the daemon's process tree's CPU time so far (user+sys), including
 // children that have exited; ok is false without a cgroup.
 func (d *Daemon) CPU() (time.Duration, bool) {

@@ -240,8 +240,16 @@ func (r *runner) runGroup(ctx context.Context, g *Group, ws []*Workload, pdArgs 
 				if side.Err != "" || ctx.Err() != nil {
 					continue
 				}
+				if ex := t.d.Exited(); ex != "" {
+					side.Err = ex
+					continue
+				}
 				if err := r.once(ctx, w, t, rep, side); err != nil {
 					side.Err = err.Error()
+					time.Sleep(50 * time.Millisecond)
+					if ex := t.d.Exited(); ex != "" {
+						side.Err += " — " + ex
+					}
 					logf("  %-22s %-10s rep %d: %v", w.ID, t.Name, rep+1, err)
 					continue
 				}
