@@ -344,9 +344,10 @@ func (r *runner) profile(ctx context.Context, in *Inputs, self string, rep *Repo
 	p := &ProfileInfo{Workload: slow.ID}
 	help, _ := exec.Command(filepath.Join(r.cfg.BinDir, "privnixd"), "--help").CombinedOutput()
 	if !strings.Contains(string(help), "--cpuprofile") {
-		p.Note = "privnixd has no CPU profiling flag yet: needed `privnixd --cpuprofile FILE` (monitor, runtime/pprof from start to SIGTERM) " +
-			"and a way to profile frontends, e.g. `--frontend-cpuprofile-dir DIR` passed to each privnix-frontend as a file per connection. " +
-			"Until then, profile the client side or use perf."
+		p.Note = "privnixd has no CPU profiling flag yet: needed `privnixd --cpuprofile FILE` (the monitor: runtime/pprof from start to SIGTERM) " +
+			"and `--frontend-cpuprofile-dir DIR` (the monitor opens DIR/frontend-PID.pprof and hands the fd to the frontend, " +
+			"which cannot open paths once confined; the frontend profiles into it until its client leaves). " +
+			"make bench passes both as soon as `privnixd --help` lists them."
 		return p
 	}
 	prof := filepath.Join(r.cfg.OutDir, "privnixd-"+slow.ID+".cpu.pprof")
