@@ -112,9 +112,24 @@ func (s *Store) Run(ctx context.Context, stdin []byte, name string, args ...stri
 		cmd.Stdin = bytes.NewReader(stdin)
 	}
 	if err := cmd.Run(); err != nil {
-		return out.String(), fmt.Errorf("%s %s: %v: %s", name, strings.Join(shortArgs(args), " "), err, lastLines(errb.String(), 3))
+		why := lastLines(grepLines(errb.String(), "error"), 2)
+		if why == "" {
+			why = lastLines(errb.String(), 3)
+		}
+		return out.String(), fmt.Errorf("%s %s: %v: %s", name, strings.Join(shortArgs(args), " "), err, why)
 	}
 	return out.String(), nil
+}
+
+// grepLines keeps the lines of s that contain sub.
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 func shortArgs(args []string) []string {

@@ -117,12 +117,17 @@ func (rep *Report) finish() {
 			continue
 		}
 		rep.Sha256sum = median(append(slices.Clone(r.ND.Baseline), r.PD.Baseline...))
-		if r.PD.Median > 0 && r.PD.Err == "" && len(r.PD.Baseline) > 0 {
-			f := median(r.PD.Baseline) / r.PD.Median
+		// One baseline for both (the median over every repetition): a
+		// per-daemon one would move with the machine's noise.
+		if rep.Sha256sum <= 0 {
+			continue
+		}
+		if r.PD.Median > 0 && r.PD.Err == "" {
+			f := rep.Sha256sum / r.PD.Median
 			rep.AddFraction = &f
 		}
-		if r.ND.Median > 0 && r.ND.Err == "" && len(r.ND.Baseline) > 0 {
-			f := median(r.ND.Baseline) / r.ND.Median
+		if r.ND.Median > 0 && r.ND.Err == "" {
+			f := rep.Sha256sum / r.ND.Median
 			rep.NDAddFraction = &f
 		}
 	}
