@@ -14,5 +14,5 @@ fi
 scripts/setup-test-host.sh
 BIN=${BIN:-$PWD/bin}
 mkdir -p "$BIN" bench/out
-go build -trimpath -o "$BIN"/privnix-bench ./bench/cmd/privnix-bench
+"${GO:-go}" build -trimpath -o "$BIN"/privnix-bench ./bench/cmd/privnix-bench
 exec "$BIN"/privnix-bench -bin-dir "$BIN" -out bench/out

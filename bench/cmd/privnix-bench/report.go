@@ -386,8 +386,12 @@ func (rep *Report) write(dir string) error {
 		}
 		fmt.Fprintln(f)
 	}
-	fmt.Fprintf(f, "## Legend of ratios.png\n\nOne bar per workload, numbered as in the first column; the line is 1.0; green ≤ 1.0, red > 1.0, "+
-		"a short grey stub = n/a.\n\n## nix.conf (both daemons)\n\n```\n%s```\n", rep.NixConf)
+	fmt.Fprintf(f, "## Workloads and the legend of ratios.png\n\nOne bar per workload, numbered as in the first column; the line is 1.0; green ≤ 1.0, red > 1.0, "+
+		"a short grey stub = n/a.\n\n")
+	for i, r := range rep.Results {
+		fmt.Fprintf(f, "%d. %s: %s\n", i+1, r.ID, r.Title)
+	}
+	fmt.Fprintf(f, "\n## nix.conf (both daemons)\n\n```\n%s```\n", rep.NixConf)
 	return nil
 }
 
