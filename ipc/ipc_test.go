@@ -110,6 +110,14 @@ func samples() []msg.Message {
 		&msg.BuildJobMore{InputPaths: msg.StorePaths{testP2}},
 		&msg.SandboxReady{},
 		&msg.SandboxFailed{Stage: "pivot-root", Errno: 22, Message: "invalid argument"},
+		&msg.ParseDrv{MaxSize: 1 << 20},
+		&msg.Drv{Outputs: msg.DrvOutputList{{Name: "out", Path: string(testP1)}}, InputSrcs: msg.DrvStrings{string(testP2)},
+			Platform: "x86_64-linux", Builder: "/bin/sh", Args: msg.DrvStrings{"-c"}, Env: msg.DrvEnvList{{Key: "out", Value: string(testP1)}}},
+		&msg.QueryDrvOutputs{Path: testP1},
+		&msg.DrvOutputs{Names: msg.Strings{"out"}, Paths: msg.StorePaths{testP2}},
+		&msg.Build{Targets: msg.BuildTargets{{Path: testP1, Built: true}}},
+		&msg.BuildEvent{Type: msg.EventStart, Drv: testP1, Text: "building"},
+		&msg.BuildResults{Results: msg.BuildResultList{{Status: 3, ErrorMsg: "builder failed"}}},
 	}
 }
 

@@ -43,6 +43,11 @@ type Monitor struct {
 	spUIDs  *uidPool
 	pool    *frontendPool
 
+	// buildSpawner starts privnix-build (as root, full bounding set);
+	// builds is the build scheduler (build.go).
+	buildSpawner *spawner
+	builds       *builds
+
 	store       *storeState
 	roots       *rootSet
 	locks       *pathLocks
@@ -92,6 +97,7 @@ func newMonitor(cfg Config) (*Monitor, error) {
 		return nil, err
 	}
 	m.spawner = newSpawner(bins, m.log)
+	m.buildSpawner = newBuildSpawner(bins, m.log)
 	r := cfg.Settings.FrontendUIDs
 	m.feUIDs = newUIDPool(r.Lo, r.Hi)
 	r = cfg.Settings.StoreprocUIDs
@@ -110,6 +116,7 @@ func newMonitor(cfg Config) (*Monitor, error) {
 	if m.store, err = openStore(m); err != nil {
 		return nil, err
 	}
+	m.builds = newBuilds(m)
 	return m, nil
 }
 

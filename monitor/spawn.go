@@ -35,6 +35,7 @@ type role string
 const (
 	roleFrontend  role = "frontend"
 	roleStoreProc role = "storeproc"
+	roleBuild     role = "build" // privnix-build: root, from the build spawner only
 )
 
 // binaries holds each child binary opened once at start, so that the monitor
@@ -44,8 +45,11 @@ type binaries map[role]*os.File
 
 func openBinaries(dir string, requireRootOwned bool) (binaries, error) {
 	b := binaries{}
-	for r, name := range map[role]string{roleFrontend: "privnix-frontend", roleStoreProc: "privnix-storeproc"} {
+	for r, name := range map[role]string{roleFrontend: "privnix-frontend", roleStoreProc: "privnix-storeproc", roleBuild: "privnix-build"} {
 		f, err := os.Open(dir + "/" + name)
+		if err != nil && r == roleBuild {
+			continue // no builds (Monitor.startBuild says so)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("opening the %s binary: %w", r, err)
 		}
@@ -87,6 +91,10 @@ type spawnSpec struct {
 	role  role
 	uid   uint32 // ignored when the monitor is not root
 	asUID bool   // true when the monitor can change uids (it runs as root)
+	// build: privnix-build, started as root (it demotes itself) in the
+	// namespaces of buildCloneflags(network); only from the build spawner.
+	build   bool
+	network bool
 }
 
 // spawnRequest travels to the spawner thread.
@@ -110,6 +118,10 @@ type spawner struct {
 	// noUserNS: the kernel refused us a user namespace once; used only on
 	// the spawner thread.
 	noUserNS bool
+	// keepBounding: this is the build spawner, whose thread keeps the full
+	// bounding set (privnix-build must mount and chroot as root); it starts
+	// only roleBuild children.
+	keepBounding bool
 }
 
 func newSpawner(bins binaries, log *slog.Logger) *spawner {
@@ -120,7 +132,7 @@ func newSpawner(bins binaries, log *slog.Logger) *spawner {
 
 func (s *spawner) loop() {
 	runtime.LockOSThread() // never unlocked: this thread lives as long as the monitor
-	if os.Geteuid() == 0 {
+	if os.Geteuid() == 0 && !s.keepBounding {
 		// Children of this thread must never regain a capability, even by
 		// exec'ing a setuid file: their bounding set is empty from birth.
 		if err := sys.DropBoundingSet(); err != nil {
@@ -144,6 +156,9 @@ func (s *spawner) spawn(spec spawnSpec) (*child, error) {
 }
 
 func (s *spawner) start(spec spawnSpec) (*child, error) {
+	if spec.build != s.keepBounding || (spec.role == roleBuild) != spec.build {
+		return nil, fmt.Errorf("%s is not started by this spawner", spec.role)
+	}
 	bin, ok := s.bins[spec.role]
 	if !ok {
 		return nil, fmt.Errorf("no binary for role %s", spec.role)
@@ -212,6 +227,10 @@ func (s *spawner) procAttr(spec spawnSpec, pidfd *int) *syscall.SysProcAttr {
 		Pdeathsig:  syscall.SIGKILL,
 		PidFD:      pidfd,
 		Cloneflags: syscall.CLONE_NEWPID | syscall.CLONE_NEWIPC | syscall.CLONE_NEWUTS,
+	}
+	if spec.build {
+		a.Cloneflags = buildCloneflags(spec.network)
+		return a
 	}
 	if spec.asUID {
 		a.Credential = &syscall.Credential{Uid: spec.uid, Gid: spec.uid, Groups: []uint32{}}

@@ -27,6 +27,10 @@ var table = map[msg.Kind]route{
 	msg.KindAddSignatures:   {roleFrontend, 0, handleAddSignatures},
 	msg.KindAddIndirectRoot: {roleFrontend, 0, handleAddIndirectRoot},
 	msg.KindSyncWithGC:      {roleFrontend, 0, handleSyncWithGC},
+
+	// Derivations and builds (build*.go).
+	msg.KindQueryDrvOutputs: {roleFrontend, 0, handleQueryDrvOutputs},
+	msg.KindBuild:           {roleFrontend, 0, handleBuild},
 }
 
 type flags uint8

@@ -158,10 +158,6 @@ func (b *backend) QueryValidDerivers(ctx context.Context, path string) ([]string
 	return b.callPaths(&msg.QueryPaths{Op: msg.PathsValidDerivers, Paths: msg.StorePaths{msg.StorePath(path)}})
 }
 
-func (b *backend) QueryDerivationOutputMap(ctx context.Context, drvPath string) (map[string]string, error) {
-	return nil, frontend.ErrNotImplemented
-}
-
 // No substituters yet: nothing is substitutable, which is a true answer.
 func (b *backend) QuerySubstitutablePaths(ctx context.Context, paths []string) ([]string, error) {
 	return nil, nil
@@ -190,7 +186,7 @@ func (b *backend) QueryMissing(ctx context.Context, targets []wire.DerivedPath) 
 	}
 	for _, t := range targets {
 		switch {
-		case t.Built && isValid[t.Path]:
+		case t.Built && isValid[t.Path] && b.needsBuild(ctx, t):
 			m.WillBuild = append(m.WillBuild, t.Path)
 		case !isValid[t.Path]:
 			m.Unknown = append(m.Unknown, t.Path)
@@ -219,14 +215,9 @@ func (b *backend) AddSignatures(ctx context.Context, path string, sigs []string)
 	return err
 }
 
-// BuildPaths realises what is already valid; building derivations comes
-// with the builds work (issue 5).
-func (b *backend) BuildPaths(ctx context.Context, targets []wire.DerivedPath, mode uint64) ([]wire.KeyedBuildResult, error) {
-	for _, t := range targets {
-		if t.Built {
-			return nil, frontend.ErrNotImplemented
-		}
-	}
+// buildOpaque realises paths that are only named (no derivation outputs):
+// they are valid, or nothing can make them so (no substituters).
+func (b *backend) buildOpaque(ctx context.Context, targets []wire.DerivedPath) ([]wire.KeyedBuildResult, error) {
 	paths := make([]string, len(targets))
 	for i, t := range targets {
 		paths[i] = t.Path

@@ -63,9 +63,18 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	job, err := storeproc.AwaitJob(mon)
+	job, drvJob, err := storeproc.AwaitAny(mon)
 	if err != nil {
 		return err
+	}
+	if drvJob != nil {
+		// Parsing derivations: nothing to write, so the frontend's profile.
+		if err := confine.Apply(confine.Frontend, confine.Options{SendFDs: sendFDs, InheritedCredentials: drvJob.SharedUID}); err != nil {
+			log.Error("confinement failed; not parsing", "err", err)
+			_ = mon.Send(msg.Errorf(msg.ClassInternal, "the store worker could not confine itself"))
+			return err
+		}
+		return storeproc.ServeDrvs(mon, drvJob, log)
 	}
 	defer job.Close()
 	opts := confine.Options{

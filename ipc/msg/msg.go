@@ -73,6 +73,7 @@ var channels = [][]Spec{
 	rootsTable,
 	storeTable,
 	buildTable,
+	drvTable,
 }
 
 var registry = buildRegistry(channels)

@@ -56,6 +56,15 @@ var samples = []Message{
 	&BuildJobMore{Env: KVs{{Key: "big", Value: "x"}}, InputPaths: StorePaths{testP2}, Files: BuildFiles{{Name: ".attrs.json", Data: "{}"}}},
 	&SandboxReady{},
 	&SandboxFailed{Stage: "mount-inputs", Errno: 2, Message: "input path vanished"},
+	&ParseDrv{MaxSize: 1 << 20},
+	&Drv{Outputs: DrvOutputList{{Name: "out", Path: string(testP1)}}, InputDrvs: DrvInputList{{Path: string(testDrv), Outputs: DrvStrings{"out"}}},
+		InputSrcs: DrvStrings{string(testP2)}, Platform: "x86_64-linux", Builder: "/bin/sh", Args: DrvStrings{"-c", "echo"},
+		Env: DrvEnvList{{Key: "out", Value: string(testP1)}}, More: true},
+	&QueryDrvOutputs{Path: testDrv},
+	&DrvOutputs{Names: Strings{"out"}, Paths: StorePaths{testP1}},
+	&Build{Targets: BuildTargets{{Path: testDrv, Built: true, Outputs: Strings{"out"}}, {Path: testP1}}, Mode: BuildModeNormal},
+	&BuildEvent{Type: EventLine, Drv: testDrv, Text: "building"},
+	&BuildResults{Results: BuildResultList{{Status: 0, TimesBuilt: 1, StartTime: 1, StopTime: 2, OutputNames: Strings{"out"}, OutputPaths: StorePaths{testP1}}}},
 }
 
 func TestSamplesCover(t *testing.T) {

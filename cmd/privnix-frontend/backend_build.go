@@ -1,0 +1,137 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+
+	"privnix/frontend"
+	"privnix/frontend/wire"
+	"privnix/ipc/msg"
+)
+
+// Nix's activity and result types for a build (§3.4, §3.5).
+const (
+	actBuild        = 105
+	resBuildLogLine = 101
+)
+
+// QueryDerivationOutputMap asks the monitor, which verifies the derivation
+// itself (it never trusts this process's reading of a .drv).
+func (b *backend) QueryDerivationOutputMap(ctx context.Context, drvPath string) (map[string]string, error) {
+	ans, _, err := b.call(&msg.QueryDrvOutputs{Path: msg.StorePath(drvPath)})
+	if err != nil {
+		return nil, err
+	}
+	o, ok := ans.(*msg.DrvOutputs)
+	if !ok {
+		return nil, fmt.Errorf("monitor answered QueryDrvOutputs with %v", ans.Kind())
+	}
+	out := make(map[string]string, len(o.Names))
+	for i, n := range o.Names {
+		out[n] = string(o.Paths[i])
+	}
+	return out, nil
+}
+
+// needsBuild reports whether some wanted output of a Built target is not
+// valid (or cannot be told).
+func (b *backend) needsBuild(ctx context.Context, t wire.DerivedPath) bool {
+	outs, err := b.QueryDerivationOutputMap(ctx, t.Path)
+	if err != nil {
+		return true
+	}
+	var paths []string
+	for name, p := range outs {
+		if len(t.Outputs) == 0 || slices.Contains(t.Outputs, "*") || slices.Contains(t.Outputs, name) {
+			paths = append(paths, p)
+		}
+	}
+	valid, err := b.QueryValidPaths(ctx, paths, false)
+	return err != nil || len(valid) != len(paths)
+}
+
+// BuildPaths realises targets. Opaque paths only: answered here from
+// validity; with derivation outputs: the monitor builds, streaming the
+// builds' activities and log lines, which go to the client as Nix sends
+// them.
+func (b *backend) BuildPaths(ctx context.Context, targets []wire.DerivedPath, mode uint64) ([]wire.KeyedBuildResult, error) {
+	built := false
+	req := &msg.Build{Mode: mode}
+	for _, t := range targets {
+		built = built || t.Built
+		req.Targets = append(req.Targets, msg.BuildTarget{Path: msg.StorePath(t.Path), Built: t.Built, Outputs: t.Outputs})
+	}
+	if !built {
+		return b.buildOpaque(ctx, targets)
+	}
+	if len(targets) > msg.MaxStrings {
+		return nil, frontend.Errorf("too many build targets (%d, at most %d)", len(targets), msg.MaxStrings)
+	}
+	res, err := b.build(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	if len(res.Results) != len(targets) {
+		return nil, fmt.Errorf("monitor answered %d results for %d targets", len(res.Results), len(targets))
+	}
+	out := make([]wire.KeyedBuildResult, len(targets))
+	for i, r := range res.Results {
+		out[i].Path = targets[i]
+		out[i].Status = r.Status
+		out[i].ErrorMsg = r.ErrorMsg
+		out[i].TimesBuilt = r.TimesBuilt
+		out[i].StartTime, out[i].StopTime = uint64(max(r.StartTime, 0)), uint64(max(r.StopTime, 0))
+	}
+	return out, nil
+}
+
+// build sends a Build and relays its events until the results come.
+func (b *backend) build(ctx context.Context, req *msg.Build) (*msg.BuildResults, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err := b.mon.Send(req); err != nil {
+		return nil, fmt.Errorf("asking the monitor: %w", err)
+	}
+	log := frontend.LoggerFrom(ctx)
+	acts := map[msg.StorePath]uint64{}
+	defer func() {
+		for _, id := range acts {
+			log.StopActivity(id)
+		}
+	}()
+	for {
+		ans, fds, err := b.mon.Recv()
+		closeAll(fds)
+		if err != nil {
+			return nil, fmt.Errorf("the monitor's answer: %w", err)
+		}
+		switch a := ans.(type) {
+		case *msg.Error:
+			return nil, fromMonitorError(a)
+		case *msg.BuildResults:
+			return a, nil
+		case *msg.BuildEvent:
+			switch a.Type {
+			case msg.EventStart:
+				acts[a.Drv] = log.StartActivity(wire.LvlInfo, actBuild, a.Text,
+					[]wire.Field{{IsString: true, Str: string(a.Drv)}, {IsString: true, Str: ""}, {Int: 1}, {Int: 1}}, 0)
+			case msg.EventLine:
+				if id, ok := acts[a.Drv]; ok {
+					log.Result(id, resBuildLogLine, []wire.Field{{IsString: true, Str: a.Text}})
+				}
+			case msg.EventStop:
+				if id, ok := acts[a.Drv]; ok {
+					log.StopActivity(id)
+					delete(acts, a.Drv)
+				}
+			case msg.EventError:
+				// As Nix's showErrorInfo: later lines indented under the message.
+				log.Log(wire.LvlError, "\x1b[31;1merror:\x1b[0m "+strings.ReplaceAll(a.Text, "\n", "\n       "))
+			}
+		default:
+			return nil, fmt.Errorf("monitor answered Build with %v", ans.Kind())
+		}
+	}
+}

@@ -1,0 +1,332 @@
+package monitor
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"privnix/ipc/msg"
+	"privnix/monitor/storedb"
+	"privnix/nix/conf"
+	"privnix/nix/drv"
+	"privnix/nix/storepath"
+)
+
+// Builds. A frontend's Build names targets; the monitor verifies each
+// derivation (build_drvs.go), builds missing input derivations first (depth
+// first, in input order), and builds each derivation whose outputs are not
+// all valid: one build of an output at a time across all clients (pathLocks),
+// at most max-jobs at once, each as a build user of its own (build_users.go),
+// in privnix-build's namespaces (build_run.go). Log lines go to the frontend
+// as BuildEvent messages while the handler runs; the answer is BuildResults.
+
+// Nix's BuildResult statuses.
+const (
+	statusBuilt            = 0
+	statusAlreadyValid     = 2
+	statusPermanentFailure = 3
+	statusOutputRejected   = 5
+	statusTransientFailure = 6
+	statusMiscFailure      = 9
+	statusDependencyFailed = 10
+	statusNoSubstituters   = 14
+)
+
+// ANSI codes Nix puts in its error messages (the client strips them when
+// its stderr is not a terminal).
+const (
+	ansiWarn   = "\x1b[35;1m"
+	ansiBold   = "\x1b[1m"
+	ansiNormal = "\x1b[0m"
+)
+
+func yellow(s string) string { return ansiWarn + s + ansiNormal }
+
+// builds is the monitor's build state.
+type builds struct {
+	m     *Monitor
+	drvs  drvMemo
+	users *buildUsers
+	slots chan struct{} // max-jobs
+}
+
+func newBuilds(m *Monitor) *builds {
+	n := int(m.cfg.Settings.MaxJobs)
+	return &builds{m: m, drvs: drvMemo{m: map[storepath.Path]*verifiedDrv{}}, users: newBuildUsers(m),
+		slots: make(chan struct{}, max(n, 1))}
+}
+
+// outcome is how one derivation's realisation went, within one request.
+type outcome struct {
+	status uint64
+	msg    string
+	built  bool
+	start  time.Time
+	stop   time.Time
+}
+
+func (o *outcome) ok() bool { return o.status == statusBuilt || o.status == statusAlreadyValid }
+
+// buildRequest is one Build being answered.
+type buildRequest struct {
+	s      *session
+	sendMu sync.Mutex
+	done   map[storepath.Path]*outcome
+}
+
+// event sends a BuildEvent to the frontend (from the handler or a log
+// reader); a failure to send is logged, the build goes on.
+func (r *buildRequest) event(typ uint64, d storepath.Path, text string) {
+	if len(text) > msg.MaxText {
+		text = text[:msg.MaxText]
+	}
+	r.sendMu.Lock()
+	defer r.sendMu.Unlock()
+	if err := r.s.fe.conn.Send(&msg.BuildEvent{Type: typ, Drv: msg.StorePath(r.s.m.store.dir.String(d)), Text: text}); err != nil {
+		r.s.log.Warn("sending a build event failed", "err", err)
+	}
+}
+
+func handleBuild(s *session, req msg.Message, _ []*os.File) (reply, error) {
+	b := req.(*msg.Build)
+	if b.Mode == msg.BuildModeRepair && !s.trusted {
+		return answer(refuse("repairing is not allowed because you are not in 'trusted-users'")), nil
+	}
+	if b.Mode != msg.BuildModeNormal {
+		return answer(&msg.Error{Class: msg.ClassUnsupported, Message: "privnix does not check or repair builds yet"}), nil
+	}
+	r := &buildRequest{s: s, done: map[storepath.Path]*outcome{}}
+	results := make(msg.BuildResultList, len(b.Targets))
+	for i, t := range b.Targets {
+		p, err := s.path(t.Path)
+		if err != nil {
+			return reply{}, err
+		}
+		results[i] = r.target(p, t)
+	}
+	return answer(&msg.BuildResults{Results: results}), nil
+}
+
+// target realises one target and says how it went.
+func (r *buildRequest) target(p storepath.Path, t msg.BuildTarget) msg.BuildResult {
+	m := r.s.m
+	shown := m.store.dir.String(p)
+	if !t.Built {
+		var valid bool
+		if err := m.store.with(func(db *storedb.DB) (e error) { valid, e = db.IsValid(p); return }); err != nil {
+			return msg.BuildResult{Status: statusMiscFailure, ErrorMsg: "checking validity failed in privnixd"}
+		}
+		if valid {
+			return msg.BuildResult{Status: statusAlreadyValid}
+		}
+		return msg.BuildResult{Status: statusNoSubstituters,
+			ErrorMsg: fmt.Sprintf("path '%s' is required, but there is no substituter that can build it", shown)}
+	}
+	v, err := m.verifyDrv(p)
+	if err != nil {
+		return msg.BuildResult{Status: statusMiscFailure, ErrorMsg: r.s.drvMessage(err)}
+	}
+	wanted := t.Outputs
+	if len(wanted) == 0 || slices.Contains(wanted, "*") {
+		wanted = nil
+		for _, o := range v.d.Outputs {
+			wanted = append(wanted, o.Name)
+		}
+	}
+	for _, w := range wanted {
+		if _, ok := v.outputs[w]; !ok {
+			return msg.BuildResult{Status: statusMiscFailure,
+				ErrorMsg: fmt.Sprintf("derivation '%s' does not have wanted outputs '%s'", shown, w)}
+		}
+	}
+	o := r.realise(v, 0)
+	res := msg.BuildResult{Status: o.status, ErrorMsg: trimText(o.msg)}
+	if o.built {
+		res.TimesBuilt = 1
+		res.StartTime, res.StopTime = o.start.Unix(), o.stop.Unix()
+	}
+	if o.ok() {
+		for _, w := range wanted {
+			res.OutputNames = append(res.OutputNames, w)
+			res.OutputPaths = append(res.OutputPaths, msg.StorePath(m.store.dir.String(v.outputs[w])))
+		}
+	}
+	return res
+}
+
+// drvMessage is the text a client sees for a derivation that cannot be used.
+func (s *session) drvMessage(err error) string {
+	var de *drvErr
+	if errors.As(err, &de) {
+		return de.msg
+	}
+	s.log.Error("reading a derivation", "err", err)
+	return "reading a derivation failed in privnixd; see its log"
+}
+
+// realise makes v's outputs valid: its input derivations first, then v
+// itself if one of its outputs is missing.
+func (r *buildRequest) realise(v *verifiedDrv, depth int) *outcome {
+	if o := r.done[v.path]; o != nil {
+		return o
+	}
+	m := r.s.m
+	o := &outcome{}
+	r.done[v.path] = o
+	if err := m.registerDrvOutputs(v); err != nil {
+		o.status, o.msg = statusMiscFailure, "recording derivation outputs failed in privnixd"
+		r.s.log.Error("recording derivation outputs", "err", err)
+		return o
+	}
+	if missing, err := m.missingOutputs(v); err != nil {
+		o.status, o.msg = statusMiscFailure, "checking outputs failed in privnixd"
+		return o
+	} else if len(missing) == 0 {
+		o.status = statusAlreadyValid
+		return o
+	}
+	failed := 0
+	for _, in := range v.d.InputDrvs {
+		ip, _ := m.store.dir.Parse(in.Path)
+		iv, err := m.verifyDrv(ip)
+		if err != nil {
+			o.status, o.msg = statusMiscFailure, r.s.drvMessage(err)
+			return o
+		}
+		io := r.realise(iv, depth+1)
+		if !io.ok() {
+			failed++
+			continue
+		}
+		// The outputs used must be valid now.
+		var used []storepath.Path
+		for _, name := range in.Outputs {
+			used = append(used, iv.outputs[name])
+		}
+		if missing, err := m.missingAmong(used); err != nil || len(missing) > 0 {
+			failed++
+		}
+	}
+	if failed > 0 {
+		o.status = statusDependencyFailed
+		o.msg = fmt.Sprintf("%s dependencies of derivation '%s' failed to build", yellow(fmt.Sprint(failed)), yellow(m.store.dir.String(v.path)))
+		return o
+	}
+	r.build(v, o)
+	if !o.ok() && depth > 0 {
+		// Nix logs a dependency's failure where it happens; the target
+		// reports "dependencies ... failed to build".
+		r.event(msg.EventError, v.path, o.msg)
+	}
+	return o
+}
+
+// missingOutputs returns v's outputs that are not valid.
+func (m *Monitor) missingOutputs(v *verifiedDrv) ([]storepath.Path, error) {
+	var outs []storepath.Path
+	for _, p := range v.outputs {
+		outs = append(outs, p)
+	}
+	return m.missingAmong(outs)
+}
+
+func (m *Monitor) missingAmong(ps []storepath.Path) ([]storepath.Path, error) {
+	var valid []storepath.Path
+	if err := m.store.with(func(db *storedb.DB) (e error) { valid, e = db.ValidAmong(ps); return }); err != nil {
+		return nil, err
+	}
+	ok := map[storepath.Path]bool{}
+	for _, p := range valid {
+		ok[p] = true
+	}
+	var missing []storepath.Path
+	for _, p := range ps {
+		if !ok[p] {
+			missing = append(missing, p)
+		}
+	}
+	return missing, nil
+}
+
+// build builds v: locks its outputs (another client may be building them:
+// then they are valid when the lock comes and nothing is built), takes a job
+// slot and a build user, and runs the build.
+func (r *buildRequest) build(v *verifiedDrv, o *outcome) {
+	m := r.s.m
+	var outs []storepath.Path
+	for _, p := range v.outputs {
+		outs = append(outs, p)
+	}
+	sort.Slice(outs, func(i, j int) bool { return outs[i].Base() < outs[j].Base() })
+	for _, p := range outs {
+		unlock := m.locks.lock(p)
+		defer unlock()
+	}
+	if missing, err := m.missingOutputs(v); err != nil {
+		o.status, o.msg = statusMiscFailure, "checking outputs failed in privnixd"
+		return
+	} else if len(missing) == 0 {
+		o.status = statusAlreadyValid
+		return
+	}
+	if m.cfg.Settings.MaxJobs == 0 {
+		o.status = statusMiscFailure
+		o.msg = "unable to start any build; either increase '--max-jobs' or enable remote builds.\nhttps://nixos.org/manual/nix/stable/advanced-topics/distributed-builds.html"
+		return
+	}
+	if msg := m.builds.checkPlatform(v); msg != "" {
+		o.status, o.msg = statusMiscFailure, msg
+		return
+	}
+	m.builds.slots <- struct{}{}
+	defer func() { <-m.builds.slots }()
+	u, err := m.builds.users.get()
+	if err != nil {
+		o.status, o.msg = statusMiscFailure, err.Error()
+		return
+	}
+	defer m.builds.users.put(u)
+	o.built = true
+	o.start = time.Now()
+	r.run(v, u, o)
+	o.stop = time.Now()
+}
+
+// checkPlatform is Nix's platform check (6.9 step 2; system features are
+// not checked yet).
+func (b *builds) checkPlatform(v *verifiedDrv) string {
+	set := b.m.cfg.Settings
+	system := set.System
+	if system == "" {
+		system = "x86_64-linux"
+	}
+	p := v.d.Platform
+	if p == system || p == "builtin" || slices.Contains(set.ExtraPlatforms, p) {
+		return ""
+	}
+	return fmt.Sprintf("a '%s' with features {} is required to build '%s', but I am a '%s' with features {%s}",
+		yellow(p), yellow(b.m.store.dir.String(v.path)), yellow(system), strings.Join(set.SystemFeatures, ", "))
+}
+
+// sandboxFor decides the sandbox mode of v's build (6.9 step 5).
+func (b *builds) sandboxFor(v *verifiedDrv) (uint64, error) {
+	noChroot, _ := v.d.Getenv("__noChroot")
+	switch b.m.cfg.Settings.Sandbox {
+	case conf.SandboxOff:
+		return msg.SandboxOff, nil
+	case conf.SandboxRelaxed:
+		if v.kind == drv.FixedOutput || noChroot == "1" {
+			return msg.SandboxOff, nil
+		}
+		return msg.SandboxOn, nil
+	}
+	if noChroot == "1" {
+		return 0, fmt.Errorf("derivation '%s' has '__noChroot' set, but that's not allowed when 'sandbox' is 'true'", b.m.store.dir.String(v.path))
+	}
+	return msg.SandboxOn, nil
+}

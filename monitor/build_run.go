@@ -1,0 +1,661 @@
+package monitor
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+	"unicode"
+
+	"golang.org/x/sys/unix"
+
+	"privnix/internal/narfs/dumpfs"
+	"privnix/ipc/msg"
+	"privnix/monitor/storedb"
+	"privnix/monitor/storefs"
+	"privnix/nix/drv"
+	"privnix/nix/nixhash"
+	"privnix/nix/storepath"
+)
+
+// run builds v as u and registers its outputs; o gets the status.
+func (r *buildRequest) run(v *verifiedDrv, u buildUser, o *outcome) {
+	m := r.s.m
+	shownDrv := m.store.dir.String(v.path)
+	fail := func(status uint64, text string) { o.status, o.msg = status, text }
+	internal := func(what string, err error) {
+		r.s.log.Error("build failed in privnixd", "drv", shownDrv, "step", what, "err", err)
+		fail(statusMiscFailure, fmt.Sprintf("building '%s' failed in privnixd (%s); see its log", shownDrv, what))
+	}
+	b, err := m.prepareBuild(r.s, v, u)
+	if err != nil {
+		var de *drvErr
+		if errors.As(err, &de) {
+			fail(statusMiscFailure, de.msg)
+			return
+		}
+		internal("preparing the build", err)
+		return
+	}
+	defer b.cleanup()
+	r.event(msg.EventStart, v.path, fmt.Sprintf("building '%s'", shownDrv))
+	defer r.event(msg.EventStop, v.path, "")
+	res, err := m.runBuilder(b, func(line string) { r.event(msg.EventLine, v.path, line) })
+	if err != nil {
+		internal("running the builder", err)
+		return
+	}
+	m.writeBuildLog(v.path, res.raw)
+	if res.failed != nil {
+		r.s.log.Warn("build sandbox set-up failed", "drv", shownDrv, "stage", res.failed.Stage, "errno", res.failed.Errno, "err", res.failed.Message)
+		fail(statusMiscFailure, fmt.Sprintf("setting up the build environment of '%s' failed (%s)", shownDrv, res.failed.Stage))
+		return
+	}
+	if !res.status.Exited() || res.status.ExitStatus() != 0 {
+		text := fmt.Sprintf("builder for '%s' %s", yellow(shownDrv), statusText(res.status))
+		if len(res.tail) > 0 {
+			text += fmt.Sprintf(";\nlast %d log lines:\n", len(res.tail))
+			for _, l := range res.tail {
+				text += "> " + l + "\n"
+			}
+			text += fmt.Sprintf("For full logs, run '"+ansiBold+"nix log %s"+ansiNormal+"'.", shownDrv)
+		}
+		st := uint64(statusPermanentFailure)
+		if v.kind == drv.FixedOutput {
+			st = statusTransientFailure
+		}
+		fail(st, text)
+		return
+	}
+	status, text, err := m.registerOutputs(r.s, b)
+	if err != nil {
+		internal("registering the outputs", err)
+		return
+	}
+	fail(status, text)
+}
+
+// statusText is Nix's statusToString for a builder's wait status.
+func statusText(ws syscall.WaitStatus) string {
+	if ws.Exited() {
+		return fmt.Sprintf("failed with exit code %d", ws.ExitStatus())
+	}
+	if ws.Signaled() {
+		desc := unix.SignalName(ws.Signal())
+		if s := ws.Signal().String(); s != "" {
+			r := []rune(s)
+			r[0] = unicode.ToUpper(r[0])
+			desc = string(r)
+		}
+		return fmt.Sprintf("failed due to signal %d (%s)", int(ws.Signal()), desc)
+	}
+	return "died abnormally"
+}
+
+// preparedBuild is everything one build holds.
+type preparedBuild struct {
+	m       *Monitor
+	v       *verifiedDrv
+	u       buildUser
+	root    *storefs.Staging // the build root: root-owned 0700, holding store/ and build/
+	view    *os.File         // <root>/store
+	dir     *os.File         // <root>/build
+	job     msg.BuildJob
+	inputs  []storepath.Path // the input closure
+	network bool
+}
+
+func (b *preparedBuild) cleanup() {
+	closeAll(b.view, b.dir)
+	if err := b.root.Discard(); err != nil {
+		b.m.log.Error("removing a build root failed", "staging", b.root.ID(), "err", err)
+	}
+}
+
+// prepareBuild computes the build's job (6.9, 6.10) and creates its tree.
+func (m *Monitor) prepareBuild(s *session, v *verifiedDrv, u buildUser) (*preparedBuild, error) {
+	set := m.cfg.Settings
+	dir := m.store.dir
+	shownDrv := dir.String(v.path)
+	if _, ok := v.d.Getenv("__json"); ok {
+		return nil, drvFail(errUnsupportedDrv, "derivation '%s' uses structured attributes, which privnix cannot build yet", shownDrv)
+	}
+	if strings.HasPrefix(v.d.Builder, "builtin:") {
+		return nil, drvFail(errUnsupportedDrv, "derivation '%s' uses the builder '%s', which privnix does not have yet", shownDrv, v.d.Builder)
+	}
+	if err := msg.ValidAbsPath(v.d.Builder); err != nil {
+		return nil, drvFail(errBadDrv, "derivation '%s': builder '%s' is not an absolute path", shownDrv, v.d.Builder)
+	}
+	sandbox, err := m.builds.sandboxFor(v)
+	if err != nil {
+		return nil, drvFail(errBadDrv, "%v", err)
+	}
+	inputs, err := m.inputClosure(v)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range inputs {
+		m.roots.addTemp(s, p)
+	}
+	// Outputs left in the store by an earlier, unregistered attempt go.
+	for _, p := range v.outputs {
+		if missing, err := m.missingAmong([]storepath.Path{p}); err == nil && len(missing) == 1 {
+			if ok, _ := m.store.files().Exists(p.Base()); ok {
+				if err := m.store.files().Delete(p.Base()); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
+	b := &preparedBuild{m: m, v: v, u: u, inputs: inputs, network: v.kind == drv.FixedOutput}
+	if b.root, err = m.store.files().NewStaging(u.uid, u.gid); err != nil {
+		return nil, err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			b.cleanup()
+		}
+	}()
+	rfd := int(b.root.Dir().Fd())
+	if err := errors.Join(unix.Fchown(rfd, 0, 0), unix.Fchmod(rfd, 0o700)); err != nil {
+		return nil, err
+	}
+	if err := unix.Mkdirat(rfd, "store", 0o755); err != nil {
+		return nil, err
+	}
+	if err := unix.Mkdirat(rfd, "build", 0o700); err != nil {
+		return nil, err
+	}
+	if err := errors.Join(unix.Fchmodat(rfd, "store", 0o755, 0), unix.Fchownat(rfd, "build", int(u.uid), int(u.gid), unix.AT_SYMLINK_NOFOLLOW),
+		unix.Fchmodat(rfd, "build", 0o700, 0)); err != nil {
+		return nil, err
+	}
+	for _, sub := range []struct {
+		name string
+		f    **os.File
+	}{{"store", &b.view}, {"build", &b.dir}} {
+		fd, err := unix.Openat(rfd, sub.name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return nil, err
+		}
+		*sub.f = os.NewFile(uintptr(fd), sub.name)
+	}
+
+	top := "/build"
+	if sandbox == msg.SandboxOff {
+		top = "/tmp/nix-build-" + v.path.Name() + "-0"
+	}
+	env := map[string]string{
+		"PATH":            "/path-not-set",
+		"HOME":            "/homeless-shelter",
+		"NIX_STORE":       string(dir),
+		"NIX_BUILD_CORES": fmt.Sprint(set.Cores),
+	}
+	var files msg.BuildFiles
+	passAsFile := map[string]bool{}
+	if pf, ok := v.d.Getenv("passAsFile"); ok {
+		for _, n := range strings.FieldsFunc(pf, func(r rune) bool { return r == ' ' || r == '\t' || r == '\n' || r == '\r' }) {
+			passAsFile[n] = true
+		}
+	}
+	for _, e := range v.d.Env {
+		if !passAsFile[e.Key] {
+			env[e.Key] = e.Value
+			continue
+		}
+		fn := ".attr-" + nixhash.Sum(nixhash.SHA256, []byte(e.Key)).Nix32()
+		for data := e.Value; ; {
+			chunk := data[:min(len(data), 64<<10)]
+			files = append(files, msg.BuildFile{Name: fn, Data: chunk})
+			if data = data[len(chunk):]; data == "" {
+				break
+			}
+		}
+		env[e.Key+"Path"] = top + "/" + fn
+	}
+	for _, k := range []string{"NIX_BUILD_TOP", "TMPDIR", "TEMPDIR", "TMP", "TEMP", "PWD"} {
+		env[k] = top
+	}
+	if v.kind == drv.FixedOutput {
+		env["NIX_OUTPUT_CHECKED"] = "1"
+		if iv, ok := v.d.Getenv("impureEnvVars"); ok {
+			for _, n := range strings.Fields(iv) {
+				env[n] = m.cfg.Getenv(n)
+			}
+		}
+	}
+	env["NIX_LOG_FD"] = "2"
+	env["TERM"] = "xterm-256color"
+	keys := make([]string, 0, len(env))
+	for k := range env {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	kvs := make(msg.KVs, 0, len(keys))
+	for _, k := range keys {
+		if k == "" || strings.ContainsAny(k, "=\x00") || len(k) > msg.MaxShort {
+			return nil, drvFail(errBadDrv, "derivation '%s' has an environment variable privnix cannot pass: %q", shownDrv, k)
+		}
+		kvs = append(kvs, msg.KV{Key: k, Value: env[k]})
+	}
+	var outs msg.BuildOutputs
+	for _, o := range v.d.Outputs {
+		outs = append(outs, msg.BuildOutput{Name: o.Name, Path: msg.StorePath(dir.String(v.outputs[o.Name]))})
+	}
+	var inPaths msg.StorePaths
+	for _, p := range inputs {
+		inPaths = append(inPaths, msg.StorePath(dir.String(p)))
+	}
+	var sp msg.SandboxPathList
+	if sandbox == msg.SandboxOn {
+		for _, e := range set.SandboxPaths {
+			optional := strings.HasSuffix(e, "?")
+			e = strings.TrimSuffix(e, "?")
+			target, source, found := strings.Cut(e, "=")
+			if !found {
+				source = target
+			}
+			sp = append(sp, msg.SandboxPath{Target: target, Source: source, Optional: optional})
+		}
+	}
+	b.job = msg.BuildJob{
+		Builder: v.d.Builder, Args: msg.Strings(v.d.Args), Env: kvs, InputPaths: inPaths, Outputs: outs,
+		StoreDir: string(dir), UID: u.uid, GID: u.gid, Sandbox: sandbox, SandboxPaths: sp,
+		Network: b.network, BuildTop: top, Files: files,
+	}
+	ok = true
+	return b, nil
+}
+
+// inputClosure is the closure of v's input sources and of the outputs it
+// uses from its input derivations (all valid by now).
+func (m *Monitor) inputClosure(v *verifiedDrv) ([]storepath.Path, error) {
+	var roots []storepath.Path
+	for _, s := range v.d.InputSrcs {
+		p, err := m.store.dir.Parse(s)
+		if err != nil {
+			return nil, err
+		}
+		roots = append(roots, p)
+	}
+	for _, in := range v.d.InputDrvs {
+		ip, _ := m.store.dir.Parse(in.Path)
+		iv := m.builds.drvs.get(ip)
+		if iv == nil {
+			return nil, fmt.Errorf("input derivation %s not verified", ip.Base())
+		}
+		for _, o := range in.Outputs {
+			roots = append(roots, iv.outputs[o])
+		}
+	}
+	return m.closure(roots)
+}
+
+// closure returns roots and everything they reference, transitively.
+func (m *Monitor) closure(roots []storepath.Path) ([]storepath.Path, error) {
+	seen := map[storepath.Path]bool{}
+	var out []storepath.Path
+	todo := roots
+	for len(todo) > 0 {
+		var batch []storepath.Path
+		for _, p := range todo {
+			if !seen[p] {
+				seen[p] = true
+				batch = append(batch, p)
+			}
+		}
+		todo = nil
+		if len(batch) == 0 {
+			break
+		}
+		var infos map[storepath.Path]storedb.PathInfo
+		if err := m.store.with(func(db *storedb.DB) (e error) { infos, e = db.PathInfos(batch); return }); err != nil {
+			return nil, err
+		}
+		for _, p := range batch {
+			info, ok := infos[p]
+			if !ok {
+				return nil, fmt.Errorf("input %s is not valid", p.Base())
+			}
+			out = append(out, p)
+			todo = append(todo, info.References...)
+		}
+	}
+	slices.SortFunc(out, func(a, b storepath.Path) int { return strings.Compare(a.Base(), b.Base()) })
+	return out, nil
+}
+
+// builderResult is what one run of privnix-build gave.
+type builderResult struct {
+	failed *msg.SandboxFailed
+	status syscall.WaitStatus
+	tail   []string // the last log-lines lines
+	raw    []byte   // the whole log, as read (at most maxKeptLog bytes)
+}
+
+const maxKeptLog = 64 << 20
+
+// runBuilder starts privnix-build as root from the build spawner, hands it
+// the job, forwards the log and waits for the builder's exit status.
+func (m *Monitor) runBuilder(b *preparedBuild, onLine func(string)) (*builderResult, error) {
+	if _, ok := m.buildSpawner.bins[roleBuild]; !ok {
+		return nil, fmt.Errorf("privnix-build is not installed in %s", m.cfg.BinDir)
+	}
+	c, err := m.buildSpawner.spawn(spawnSpec{role: roleBuild, build: true, network: b.network})
+	if err != nil {
+		return nil, err
+	}
+	defer c.kill()
+	go m.forwardLogs(c)
+	if err := awaitHello(c); err != nil {
+		return nil, err
+	}
+	if err := c.conn.SetStoreDir(b.job.StoreDir); err != nil {
+		return nil, err
+	}
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	defer pr.Close()
+	first, more := splitJob(b.job)
+	first.More = len(more) > 0
+	err = c.conn.Send(&first, b.view, b.dir, pw)
+	pw.Close()
+	for i := 0; err == nil && i < len(more); i++ {
+		more[i].More = i < len(more)-1
+		err = c.conn.Send(&more[i])
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sending the build job: %w", err)
+	}
+	res := &builderResult{}
+	logDone := make(chan struct{})
+	go func() {
+		defer close(logDone)
+		readLog(pr, int(m.cfg.Settings.LogLines), res, onLine)
+	}()
+	c.conn.SetReadDeadline(time.Now().Add(5 * time.Minute))
+	ans, fds, err := c.conn.Recv()
+	closeFiles(fds)
+	if err == nil {
+		if f, ok := ans.(*msg.SandboxFailed); ok {
+			res.failed = f
+		}
+	}
+	var timeout <-chan time.Time
+	if t := m.cfg.Settings.Timeout; t > 0 {
+		timeout = time.After(time.Duration(t) * time.Second)
+	}
+	select {
+	case <-c.done:
+	case <-timeout:
+		unix.PidfdSendSignal(c.pidfd, unix.SIGKILL, nil, 0)
+		<-c.done
+	}
+	// The builder was PID 1 of its namespace: everything it started is gone,
+	// so the log pipe's last writer closed.
+	select {
+	case <-logDone:
+	case <-time.After(10 * time.Second):
+		pr.Close()
+		<-logDone
+	}
+	if ps := c.cmd.ProcessState; ps != nil {
+		res.status = ps.Sys().(syscall.WaitStatus)
+	}
+	return res, nil
+}
+
+// readLog splits the builder's output into lines as Nix does (a CR moves
+// back to the start of the line), keeping the last n lines and the raw log.
+func readLog(f *os.File, n int, res *builderResult, onLine func(string)) {
+	var cur []byte
+	pos := 0
+	emit := func() {
+		line := string(cur)
+		cur, pos = cur[:0], 0
+		onLine(line)
+		if n > 0 {
+			res.tail = append(res.tail, line)
+			if len(res.tail) > n {
+				res.tail = res.tail[1:]
+			}
+		}
+	}
+	buf := make([]byte, 32<<10)
+	for {
+		k, err := f.Read(buf)
+		if len(res.raw)+k <= maxKeptLog {
+			res.raw = append(res.raw, buf[:k]...)
+		}
+		for _, c := range buf[:k] {
+			switch c {
+			case '\r':
+				pos = 0
+			case '\n':
+				emit()
+			default:
+				if pos < len(cur) {
+					cur[pos] = c
+				} else if len(cur) < msg.MaxText {
+					cur = append(cur, c)
+				}
+				pos++
+			}
+		}
+		if err != nil {
+			break
+		}
+	}
+	if len(cur) > 0 {
+		emit()
+	}
+}
+
+// splitJob cuts a job whose lists do not fit one frame into a BuildJob and
+// BuildJobMore messages.
+func splitJob(j msg.BuildJob) (msg.BuildJob, []msg.BuildJobMore) {
+	const budget = 96 << 10
+	first := j
+	first.Env, first.InputPaths, first.Files = nil, nil, nil
+	size := len(j.Builder) + 4096
+	for _, a := range j.Args {
+		size += len(a) + 8
+	}
+	var more []msg.BuildJobMore
+	room := func(n int) {
+		if size+n > budget {
+			more = append(more, msg.BuildJobMore{})
+			size = 64
+		}
+		size += n
+	}
+	for _, kv := range j.Env {
+		room(len(kv.Key) + len(kv.Value) + 8)
+		if len(more) == 0 {
+			first.Env = append(first.Env, kv)
+		} else {
+			more[len(more)-1].Env = append(more[len(more)-1].Env, kv)
+		}
+	}
+	for _, p := range j.InputPaths {
+		room(len(p) + 4)
+		if len(more) == 0 {
+			first.InputPaths = append(first.InputPaths, p)
+		} else {
+			more[len(more)-1].InputPaths = append(more[len(more)-1].InputPaths, p)
+		}
+	}
+	for _, f := range j.Files {
+		room(len(f.Name) + len(f.Data) + 8)
+		if len(more) == 0 {
+			first.Files = append(first.Files, f)
+		} else {
+			more[len(more)-1].Files = append(more[len(more)-1].Files, f)
+		}
+	}
+	return first, more
+}
+
+// writeBuildLog stores the raw log where nix-store -l looks
+// (<log dir>/drvs/<2 chars>/<rest of the base name>); a failure is logged.
+func (m *Monitor) writeBuildLog(drvPath storepath.Path, raw []byte) {
+	if m.cfg.Settings.Other["keep-build-log"] == "false" {
+		return
+	}
+	base := drvPath.Base()
+	dir := filepath.Join(m.cfg.Paths.LogDir, "drvs", base[:2])
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		m.log.Warn("cannot write a build log", "err", err)
+		return
+	}
+	if err := os.WriteFile(filepath.Join(dir, base[2:]), raw, 0o444); err != nil && !errors.Is(err, os.ErrExist) {
+		m.log.Warn("cannot write a build log", "err", err)
+	}
+}
+
+// registerOutputs seals each output the builder left in the store view and
+// registers them all valid (6.11). It returns the build's status.
+func (m *Monitor) registerOutputs(s *session, b *preparedBuild) (uint64, string, error) {
+	dir := m.store.dir
+	v := b.v
+	shownDrv := dir.String(v.path)
+	var cands []string
+	byHash := map[string]storepath.Path{}
+	for _, p := range b.inputs {
+		cands = append(cands, p.HashPart())
+		byHash[p.HashPart()] = p
+	}
+	for _, p := range v.outputs {
+		cands = append(cands, p.HashPart())
+		byHash[p.HashPart()] = p
+	}
+	type sealedOut struct {
+		info  storedb.PathInfo
+		stage *storefs.Staging
+	}
+	var sealed []sealedOut
+	defer func() {
+		for _, so := range sealed {
+			so.stage.Discard()
+		}
+	}()
+	status, text := uint64(statusBuilt), ""
+	vfd := int(b.view.Fd())
+	for _, o := range v.d.Outputs {
+		p := v.outputs[o.Name]
+		var st unix.Stat_t
+		if err := unix.Fstatat(vfd, p.Base(), &st, unix.AT_SYMLINK_NOFOLLOW); err != nil {
+			return statusPermanentFailure, fmt.Sprintf("builder for '%s' failed to produce output path for output '%s' at '%s'",
+				yellow(shownDrv), yellow(o.Name), yellow(dir.String(p))), nil
+		}
+		stage, err := m.store.files().NewStaging(b.u.uid, b.u.gid)
+		if err != nil {
+			return 0, "", err
+		}
+		sealed = append(sealed, sealedOut{stage: stage})
+		if err := unix.Renameat(vfd, p.Base(), int(stage.Dir().Fd()), storefs.OutName); err != nil {
+			return 0, "", err
+		}
+		opts := storefs.SealOptions{WriterUID: b.u.uid, Candidates: cands, Copy: b.network}
+		var oi drv.OutputInfo
+		if v.kind == drv.FixedOutput {
+			oi = v.infos[0]
+			if oi.Method == storepath.Flat {
+				opts.FlatAlgo = oi.Algo
+				if st.Mode&unix.S_IFMT != unix.S_IFREG || st.Mode&0o100 != 0 {
+					return statusOutputRejected, fmt.Sprintf("output path '%s' should be a non-executable regular file since recursive hashing is not enabled (outputHashMode=flat)",
+						yellow(dir.String(p))), nil
+				}
+			}
+		}
+		res, err := stage.Seal(opts)
+		if err != nil {
+			if errors.Is(err, storefs.ErrRefused) {
+				s.log.Warn("build output refused", "drv", shownDrv, "output", o.Name, "err", err)
+				return statusOutputRejected, fmt.Sprintf("output '%s' of '%s' was refused: %v", yellow(o.Name), yellow(shownDrv), err), nil
+			}
+			return 0, "", err
+		}
+		info := storedb.PathInfo{Path: p, NarHash: res.NarHash, NarSize: res.NarSize, Deriver: v.path, Ultimate: true}
+		for _, h := range res.Found {
+			info.References = append(info.References, byHash[h])
+		}
+		slices.SortFunc(info.References, func(a, b storepath.Path) int { return strings.Compare(a.Base(), b.Base()) })
+		if v.kind == drv.FixedOutput {
+			got := res.FlatHash
+			if oi.Method == storepath.Recursive {
+				if got, err = sealedNarHash(stage, oi.Algo, res); err != nil {
+					return 0, "", err
+				}
+			}
+			if len(info.References) > 0 {
+				return statusOutputRejected, fmt.Sprintf("fixed-output derivations must not reference store paths: '%s' references %d distinct paths, e.g. '%s'",
+					yellow(shownDrv), len(info.References), yellow(dir.String(info.References[0]))), nil
+			}
+			info.CA = storepath.ContentAddress{Method: oi.Method, Hash: got}.String()
+			if !got.Equal(oi.Hash) {
+				// Nix registers the output at its real path, then fails.
+				if info.Path, err = dir.MakeFixedOutput(v.name, oi.Method, got, nil, false); err != nil {
+					return 0, "", err
+				}
+				status = statusOutputRejected
+				text = fmt.Sprintf("hash mismatch in fixed-output derivation '%s':\n  specified: %s\n     got:    %s",
+					yellow(shownDrv), yellow(oi.Hash.SRI()), yellow(got.SRI()))
+			}
+		}
+		sealed[len(sealed)-1].info = info
+	}
+	infos := make([]storedb.PathInfo, 0, len(sealed))
+	for _, so := range sealed {
+		infos = append(infos, so.info)
+	}
+	err := m.store.with(func(db *storedb.DB) error {
+		var todo []storedb.PathInfo
+		for i, so := range sealed {
+			if ok, err := db.IsValid(so.info.Path); err != nil {
+				return err
+			} else if ok {
+				continue // a mismatching fixed output already there
+			}
+			if err := db.MarkPending(so.info.Path); err != nil {
+				return err
+			}
+			if err := so.stage.Commit(so.info.Path.Base()); err != nil {
+				db.ClearPending(so.info.Path)
+				return err
+			}
+			todo = append(todo, infos[i])
+		}
+		if len(todo) == 0 {
+			return nil
+		}
+		return db.RegisterValid(todo, nil)
+	})
+	if err != nil {
+		return 0, "", err
+	}
+	for _, info := range infos {
+		m.roots.addTemp(s, info.Path)
+		s.log.Info("build output registered", "drv", shownDrv, "path", dir.String(info.Path), "nar_size", info.NarSize)
+	}
+	return status, text, nil
+}
+
+// sealedNarHash is the NAR hash of a sealed output with algo.
+func sealedNarHash(st *storefs.Staging, algo nixhash.Algo, res storefs.Sealed) (nixhash.Hash, error) {
+	if algo == nixhash.SHA256 {
+		return res.NarHash, nil
+	}
+	h := algo.New()
+	if err := dumpfs.Dump(h, int(st.Dir().Fd()), st.SealedName()); err != nil {
+		return nixhash.Hash{}, err
+	}
+	return nixhash.Hash{Algo: algo, Digest: h.Sum(nil)}, nil
+}
