@@ -559,6 +559,9 @@ func TestHostileMalformedNARs(t *testing.T) {
 			if after := storeDirEntries(t, s); !slices.Equal(before, after) {
 				t.Errorf("the store changed: before %v, after %v", before, after)
 			}
+			if valid, err := c.IsValidPath(caNarPath(t, s, "hostile", v.nar)); err != nil || valid {
+				t.Errorf("the path of these bytes: valid %v, err %v", valid, err)
+			}
 			requireStagingEmpty(t, s, 0)
 			requireNoStoreWorkers(t, d, 2*time.Second)
 			requireGoodAdd(t, c, s) // the same connection
