@@ -435,22 +435,22 @@ func TestErrors(t *testing.T) {
 			"you are not privileged to add signatures", false},
 		{"untrusted signatures old", wire.V(21), false, 37, func(w *wire.Writer) { w.String(helloPath); w.StringSet([]string{"k:s"}) },
 			"you are not privileged to add signatures", false},
-		{"not implemented", wire.V(34), true, 9, func(w *wire.Writer) { w.Strings([]string{helloPath}); w.U64(0) },
-			"operation 'BuildPaths' is not yet implemented by privnix", false},
-		{"not implemented 1.29 drv", wire.V(29), true, 46, func(w *wire.Writer) {
+		{"not implemented", wire.V(34), true, 34, nil,
+			"operation 'OptimiseStore' is not yet implemented by privnix", false},
+		{"1.29 bare drv means its outputs", wire.V(29), true, 9, func(w *wire.Writer) {
 			w.Strings([]string{testStore + "/ykbwnzncxwzhgipdx7hyxf9g7arl81jd-a.drv"})
 			w.U64(2)
 		},
-			"operation 'BuildPathsWithResults' is not yet implemented", false},
-		{"collect garbage", wire.V(34), false, 20, func(w *wire.Writer) {
+			"ykbwnzncxwzhgipdx7hyxf9g7arl81jd-a.drv' is required, but there is no substituter", false},
+		{"collect garbage ignoring liveness", wire.V(34), false, 20, func(w *wire.Writer) {
 			w.U64(3)
 			w.StringSet([]string{helloPath})
-			w.U64(0)
+			w.U64(1)
 			w.U64(^uint64(0))
 			w.U64(0)
 			w.U64(0)
 			w.U64(0)
-		}, "operation 'CollectGarbage' is not yet implemented", false},
+		}, "you are not allowed to ignore liveness", false},
 		{"repair untrusted", wire.V(34), false, 9, func(w *wire.Writer) { w.Strings([]string{helloPath}); w.U64(1) },
 			"repairing is not allowed because you are not in 'trusted-users'", true},
 		{"perm root untrusted", wire.V(37), false, 47, func(w *wire.Writer) { w.String(helloPath); w.String("/tmp/r") },

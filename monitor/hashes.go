@@ -19,7 +19,7 @@ import (
 // narHashAs hashes the sealed tree's NAR serialisation with algo.
 func narHashAs(st *storefs.Staging, algo nixhash.Algo) (nixhash.Hash, error) {
 	h := algo.New()
-	if err := dumpfs.Dump(h, int(st.Dir().Fd()), storefs.OutName); err != nil {
+	if err := dumpfs.Dump(h, int(st.Dir().Fd()), st.SealedName()); err != nil {
 		return nixhash.Hash{}, err
 	}
 	return nixhash.Hash{Algo: algo, Digest: h.Sum(nil)}, nil
@@ -28,11 +28,11 @@ func narHashAs(st *storefs.Staging, algo nixhash.Algo) (nixhash.Hash, error) {
 // fileHashAs hashes the contents of the sealed tree, which must be one
 // regular file.
 func fileHashAs(st *storefs.Staging, algo nixhash.Algo) (nixhash.Hash, error) {
-	fd, err := dumpfs.OpenBeneath(int(st.Dir().Fd()), storefs.OutName, unix.O_RDONLY|unix.O_NONBLOCK)
+	fd, err := dumpfs.OpenBeneath(int(st.Dir().Fd()), st.SealedName(), unix.O_RDONLY|unix.O_NONBLOCK)
 	if err != nil {
 		return nixhash.Hash{}, err
 	}
-	f := os.NewFile(uintptr(fd), storefs.OutName)
+	f := os.NewFile(uintptr(fd), st.SealedName())
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
