@@ -32,6 +32,7 @@ const (
 	statusPermanentFailure = 3
 	statusOutputRejected   = 5
 	statusTransientFailure = 6
+	statusTimedOut         = 8
 	statusMiscFailure      = 9
 	statusDependencyFailed = 10
 	statusNoSubstituters   = 14

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unicode"
@@ -53,6 +54,10 @@ func (r *buildRequest) run(v *verifiedDrv, u buildUser, o *outcome) {
 	if res.failed != nil {
 		r.s.log.Warn("build sandbox set-up failed", "drv", shownDrv, "stage", res.failed.Stage, "errno", res.failed.Errno, "err", res.failed.Message)
 		fail(statusMiscFailure, fmt.Sprintf("setting up the build environment of '%s' failed (%s)", shownDrv, res.failed.Stage))
+		return
+	}
+	if res.timedOut != "" {
+		fail(statusTimedOut, yellow(fmt.Sprintf("building of '%s' from .drv file", shownDrv))+" "+res.timedOut)
 		return
 	}
 	if !res.status.Exited() || res.status.ExitStatus() != 0 {
@@ -336,6 +341,9 @@ type builderResult struct {
 	status syscall.WaitStatus
 	tail   []string // the last log-lines lines
 	raw    []byte   // the whole log, as read (at most maxKeptLog bytes)
+	// timedOut: killed for timeout or max-silent-time (the end of Nix's message)
+	timedOut   string
+	lastOutput atomic.Int64 // unix ns of the last bytes read from the log
 }
 
 const maxKeptLog = 64 << 20
@@ -375,6 +383,7 @@ func (m *Monitor) runBuilder(b *preparedBuild, onLine func(string)) (*builderRes
 		return nil, fmt.Errorf("sending the build job: %w", err)
 	}
 	res := &builderResult{}
+	res.lastOutput.Store(time.Now().UnixNano())
 	logDone := make(chan struct{})
 	go func() {
 		defer close(logDone)
@@ -388,15 +397,30 @@ func (m *Monitor) runBuilder(b *preparedBuild, onLine func(string)) (*builderRes
 			res.failed = f
 		}
 	}
+	// timeout and max-silent-time end the whole build (its PID namespace).
 	var timeout <-chan time.Time
-	if t := m.cfg.Settings.Timeout; t > 0 {
-		timeout = time.After(time.Duration(t) * time.Second)
+	set := m.cfg.Settings
+	if set.Timeout > 0 {
+		timeout = time.After(time.Duration(set.Timeout) * time.Second)
 	}
-	select {
-	case <-c.done:
-	case <-timeout:
-		unix.PidfdSendSignal(c.pidfd, unix.SIGKILL, nil, 0)
-		<-c.done
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+wait:
+	for {
+		select {
+		case <-c.done:
+			break wait
+		case <-timeout:
+			res.timedOut = fmt.Sprintf("timed out after %s seconds", yellow(fmt.Sprint(set.Timeout)))
+			c.kill()
+			break wait
+		case <-tick.C:
+			if set.MaxSilentTime > 0 && time.Since(time.Unix(0, res.lastOutput.Load())) > time.Duration(set.MaxSilentTime)*time.Second {
+				res.timedOut = fmt.Sprintf("timed out after %s seconds of silence", yellow(fmt.Sprint(set.MaxSilentTime)))
+				c.kill()
+				break wait
+			}
+		}
 	}
 	// The builder was PID 1 of its namespace: everything it started is gone,
 	// so the log pipe's last writer closed.
@@ -431,6 +455,7 @@ func readLog(f *os.File, n int, res *builderResult, onLine func(string)) {
 	buf := make([]byte, 32<<10)
 	for {
 		k, err := f.Read(buf)
+		res.lastOutput.Store(time.Now().UnixNano())
 		if len(res.raw)+k <= maxKeptLog {
 			res.raw = append(res.raw, buf[:k]...)
 		}

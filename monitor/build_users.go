@@ -3,7 +3,13 @@ package monitor
 import (
 	"fmt"
 	"os"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Build users (nix-protocol.md 6.8): the members of build-users-group, each
@@ -86,13 +92,86 @@ func (b *buildUsers) load() {
 	}
 }
 
-// get takes a free build user, waiting while all are busy.
+// get takes a free build user, waiting while all are busy, and makes sure
+// no process of it runs.
 func (b *buildUsers) get() (buildUser, error) {
 	b.once.Do(b.load)
 	if b.err != nil {
 		return buildUser{}, b.err
 	}
-	return <-b.free, nil
+	u := <-b.free
+	if n, err := killUser(u.uid); err != nil || n > 0 {
+		b.m.log.Warn("killed processes of a build user before its build", "uid", u.uid, "killed", n, "err", err)
+		if err != nil {
+			b.free <- u
+			return buildUser{}, fmt.Errorf("build user %d cannot be used: %v", u.uid, err)
+		}
+	}
+	return u, nil
 }
 
-func (b *buildUsers) put(u buildUser) { b.free <- u }
+// put gives u back once no process of it runs.
+func (b *buildUsers) put(u buildUser) {
+	if n, err := killUser(u.uid); err != nil || n > 0 {
+		b.m.log.Warn("killed processes a build left behind", "uid", u.uid, "killed", n, "err", err)
+	}
+	b.free <- u
+}
+
+// killUser kills every process whose real, effective or saved uid is uid,
+// until none is left (nix-protocol.md 6.8: before and after each build). A
+// build's processes all die with its PID namespace; this is the check that
+// nothing else runs as a build user. It returns how many it killed.
+func killUser(uid uint32) (int, error) {
+	killed := 0
+	for round := 0; round < 100; round++ {
+		pids, err := processesOf(uid)
+		if err != nil || len(pids) == 0 {
+			return killed, err
+		}
+		for _, pid := range pids {
+			fd, err := unix.PidfdOpen(pid, 0)
+			if err != nil {
+				continue // gone already
+			}
+			// The pidfd names this process for good: check it is still uid's.
+			if again, _ := processesOf(uid); slices.Contains(again, pid) {
+				if unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0) == nil {
+					killed++
+				}
+			}
+			unix.Close(fd)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return killed, fmt.Errorf("processes of uid %d survive SIGKILL", uid)
+}
+
+// processesOf lists the processes one of whose uids is uid.
+func processesOf(uid uint32) ([]int, error) {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, err
+	}
+	want := strconv.FormatUint(uint64(uid), 10)
+	var pids []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/status")
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if f, ok := strings.CutPrefix(line, "Uid:"); ok {
+				if slices.Contains(strings.Fields(f)[:3], want) {
+					pids = append(pids, pid)
+				}
+				break
+			}
+		}
+	}
+	return pids, nil
+}

@@ -175,7 +175,9 @@ func TestBuilds(t *testing.T) {
 	// The same expressions on nix-daemon give the same paths and texts.
 	s.Reset(t)
 	nd := testenv.StartNixDaemon(t, s)
+	start = time.Now()
 	want := buildScenario(t, s, in)
+	t.Logf("nix-daemon: scenario in %v", time.Since(start))
 	nd.Stop(t)
 	for step, w := range want {
 		if got[step] != w {
@@ -229,5 +231,170 @@ func checkIdent(t *testing.T, s *testenv.Store, out string) {
 	}
 	if !strings.Contains(out, "passed as a file") {
 		t.Errorf("passAsFile content missing:\n%s", out)
+	}
+}
+
+// TestBuildSchedule: two clients realising one derivation at once get one
+// build; parallel clients with max-jobs 2 and a pool of two build uids
+// (build-users-group empty, privnix-build-uids) never share a uid between
+// two builds that overlap; a .drv whose text does not match its path or
+// whose outputs are wrong is refused.
+func TestBuildSchedule(t *testing.T) {
+	testenv.RequireRoot(t)
+	testenv.RequireNix(t)
+	s := testenv.NewStore(t, strings.Replace(buildConf, "build-users-group = privnix-test-bld", "build-users-group =\ntimeout = 2", 1))
+	s.SetPrivnixConf(t, "privnix-build-uids = 1879179264-1879179265\n")
+	in := filepath.Join(s.Root, "in")
+	os.MkdirAll(in, 0o755)
+	os.WriteFile(filepath.Join(in, "par.nix"), []byte(`{ n }: derivation { name = "par-${n}"; system = "x86_64-linux"; builder = "/bin/sh";
+  args = [ "-c" "s=$(/bin/date +%s%N); /bin/sleep 0.3; { /usr/bin/id -u; echo $s; /bin/date +%s%N; } > $out" ]; }`), 0o644)
+	d := testenv.StartPrivnixd(t, s)
+
+	type res struct {
+		out string
+		err error
+	}
+	run := func(user string, args ...string) chan res {
+		c := make(chan res, 1)
+		go func() {
+			r := s.Run(t, user, nil, "nix-build", append([]string{"--no-out-link"}, args...)...)
+			if r.Err != nil {
+				r.Err = fmt.Errorf("%v: %s", r.Err, r.Stderr)
+			}
+			c <- res{strings.TrimSpace(r.Stdout), r.Err}
+		}()
+		return c
+	}
+	// One derivation, two clients.
+	a := run(testenv.Alice, filepath.Join(in, "par.nix"), "--argstr", "n", "same")
+	b := run(testenv.Bob, filepath.Join(in, "par.nix"), "--argstr", "n", "same")
+	ra, rb := <-a, <-b
+	if ra.err != nil || rb.err != nil || ra.out != rb.out {
+		t.Fatalf("same derivation: %q %v / %q %v", ra.out, ra.err, rb.out, rb.err)
+	}
+	if n := strings.Count(d.Log.String(), "build output registered"); n != 1 {
+		t.Errorf("the derivation was built %d times", n)
+	}
+
+	// Eight builds at once, two build uids.
+	var chans []chan res
+	for i := range 8 {
+		chans = append(chans, run(testenv.Alice, filepath.Join(in, "par.nix"), "--argstr", "n", strconv.Itoa(i)))
+	}
+	type span struct {
+		uid        string
+		start, end int64
+	}
+	var spans []span
+	for _, c := range chans {
+		r := <-c
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		b, err := os.ReadFile(r.out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := strings.Fields(string(b))
+		if len(f) != 3 {
+			t.Fatalf("output %q", b)
+		}
+		st, _ := strconv.ParseInt(f[1], 10, 64)
+		en, _ := strconv.ParseInt(f[2], 10, 64)
+		spans = append(spans, span{f[0], st, en})
+	}
+	uids := map[string]bool{}
+	for i, x := range spans {
+		uids[x.uid] = true
+		for _, y := range spans[i+1:] {
+			if x.uid == y.uid && x.start < y.end && y.start < x.end {
+				t.Errorf("two builds overlapped as uid %s", x.uid)
+			}
+		}
+	}
+	for u := range uids {
+		if u != "1879179264" && u != "1879179265" {
+			t.Errorf("built as uid %s, not from privnix-build-uids", u)
+		}
+	}
+
+	// A builder that outlives timeout is killed.
+	os.WriteFile(filepath.Join(in, "slow.nix"), []byte(`derivation { name = "slow"; system = "x86_64-linux"; builder = "/bin/sh";
+  args = [ "-c" "echo started; /bin/sleep 30; echo > $out" ]; }`), 0o644)
+	slowStart := time.Now()
+	r := s.Run(t, testenv.Alice, nil, "nix-build", "--no-out-link", filepath.Join(in, "slow.nix"))
+	if r.Err == nil || !strings.Contains(lastError(r.Stderr), "timed out after 2 seconds") || time.Since(slowStart) > 20*time.Second {
+		t.Errorf("slow build: %v after %v\n%s", r.Err, time.Since(slowStart), r.Stderr)
+	}
+
+	// A .drv that is not what it claims.
+	bad := filepath.Join(in, "forged.drv")
+	os.WriteFile(bad, []byte(`Derive([("out","`+s.StoreDir+`/00000000000000000000000000000000-forged","","")],[],[],"x86_64-linux","/bin/sh",["-c","echo"],[("builder","/bin/sh"),("name","forged"),("out","`+s.StoreDir+`/00000000000000000000000000000000-forged"),("system","x86_64-linux")])`), 0o644)
+	r = s.Run(t, testenv.Alice, nil, "nix-store", "--add", bad)
+	if r.Err != nil {
+		t.Fatal(r.Err, r.Stderr)
+	}
+	r = s.Run(t, testenv.Alice, nil, "nix-store", "-r", strings.TrimSpace(r.Stdout))
+	if r.Err == nil || !strings.Contains(r.Stderr, "refused") {
+		t.Errorf("forged derivation: %v\n%s", r.Err, r.Stderr)
+	}
+}
+
+// TestSandboxedBuild builds with sandbox = true: the builder (a static
+// busybox from the store) sees only its inputs, /build, Nix's /etc stubs
+// and runs as a build user; the output path equals nix-daemon's.
+func TestSandboxedBuild(t *testing.T) {
+	testenv.RequireRoot(t)
+	testenv.RequireNix(t)
+	if _, err := os.Stat("/bin/busybox"); err != nil {
+		t.Skip("no static busybox (scripts/setup-test-host.sh installs busybox-static)")
+	}
+	s := testenv.NewStore(t, strings.Replace(buildConf, "sandbox = false", "sandbox = true", 1))
+	in := filepath.Join(s.Root, "in")
+	bb := filepath.Join(in, "bb", "bin")
+	os.MkdirAll(bb, 0o755)
+	b, err := os.ReadFile("/bin/busybox")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"sh", "busybox"} {
+		if err := os.WriteFile(filepath.Join(bb, n), b, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	os.Chmod(filepath.Join(in, "bb"), 0o755)
+	os.Chmod(in, 0o755)
+	os.WriteFile(filepath.Join(in, "sandboxed.nix"), []byte(`let bb = ./bb; in derivation { name = "sandboxed"; system = "x86_64-linux";
+  builder = "${bb}/bin/sh";
+  args = [ "-c" "B=${bb}/bin/busybox; { $B id -u; $B id -G; $B pwd; $B hostname; $B cat /etc/passwd; $B ls /; } > $out" ]; }`), 0o644)
+	testenv.StartPrivnixd(t, s)
+	r := s.Run(t, testenv.Alice, nil, "nix-build", "--no-out-link", filepath.Join(in, "sandboxed.nix"))
+	if r.Err != nil {
+		t.Fatalf("%v\n%s", r.Err, r.Stderr)
+	}
+	got := strings.TrimSpace(r.Stdout)
+	out, err := os.ReadFile(got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(string(out), "\n")
+	uid, _ := strconv.Atoi(lines[0])
+	if u1, _ := userLookup("pnxbld1"); uid < u1-8 || uid > u1+8 || uid == 0 {
+		t.Errorf("sandboxed build as uid %d", uid)
+	}
+	if lines[2] != "/build" || lines[3] != "localhost" || !strings.Contains(string(out), "nixbld:x:"+lines[0]+":") {
+		t.Errorf("sandbox:\n%s", out)
+	}
+	if strings.Contains(string(out), "\nhome\n") || strings.Contains(string(out), "\nroot\n") {
+		t.Errorf("host directories visible in the sandbox:\n%s", out)
+	}
+	s.Reset(t)
+	nd := testenv.StartNixDaemon(t, s)
+	r = s.Run(t, testenv.Alice, nil, "nix-build", "--no-out-link", filepath.Join(in, "sandboxed.nix"))
+	nd.Stop(t)
+	if r.Err != nil {
+		t.Logf("nix-daemon could not build it: %v\n%s", r.Err, r.Stderr)
+	} else if w := strings.TrimSpace(r.Stdout); w != got {
+		t.Errorf("output path %s, nix-daemon's %s", got, w)
 	}
 }
