@@ -244,7 +244,16 @@ func (r *runner) runGroup(ctx context.Context, g *Group, ws []*Workload, pdArgs 
 					side.Err = ex
 					continue
 				}
-				if err := r.once(ctx, w, t, rep, side); err != nil {
+				err := r.once(ctx, w, t, rep, side)
+				// The build users are shared by every test on the host: a
+				// daemon of another test may kill our builders (killUser).
+				// Such a repetition is run again with fresh derivations.
+				for try := 1; err != nil && try <= 2 && strings.Contains(err.Error(), "failed due to signal 9 (Killed)"); try++ {
+					side.Warn = appendWarn(side.Warn, fmt.Sprintf("rep %d run again: a builder was killed from outside (shared build users)", rep+1))
+					logf("  %-22s %-10s rep %d: a builder was killed from outside; running it again", w.ID, t.Name, rep+1)
+					err = r.once(ctx, w, t, rep+100*try, side)
+				}
+				if err != nil {
 					side.Err = err.Error()
 					time.Sleep(50 * time.Millisecond)
 					if ex := t.d.Exited(); ex != "" {
