@@ -98,6 +98,8 @@ func samples() []msg.Message {
 		&msg.AddSignatures{Path: testP1, Sigs: msg.Strings{"k-1:AAAA"}},
 		&msg.AddIndirectRoot{Link: "/home/alice/result"},
 		&msg.SyncWithGC{},
+		&msg.SetOptions{Overrides: msg.Overrides{{Name: "timeout", Value: "5"}}, MaxJobs: 1},
+		&msg.Warnings{Texts: msg.Strings{"w"}},
 		&msg.BeginUpload{Mode: msg.UploadCA, Name: "src", CAMethod: "nar", Algo: "sha256", References: msg.StorePaths{testP2}, Format: msg.FormatNAR},
 		&msg.BeginUpload{Mode: msg.UploadNar, Info: msg.PathInfo{Path: testP1, NarHash: testH, NarSize: 42}, Format: msg.FormatNAR, Size: 42},
 		&msg.UploadChannel{ID: 1},

@@ -8,11 +8,13 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"sync"
 
 	"golang.org/x/sys/unix"
 
 	"privnix/ipc"
 	"privnix/ipc/msg"
+	"privnix/nix/conf"
 )
 
 // peer is a client as the kernel reported it at accept time. It is the only
@@ -32,6 +34,9 @@ type session struct {
 	fe      *child
 	log     *slog.Logger
 	ups     uploads
+
+	optMu sync.Mutex
+	opts  *conf.Settings // the client's SetOptions applied; guarded by optMu
 }
 
 func (m *Monitor) serveClient(ctx context.Context, c *net.UnixConn) {

@@ -24,6 +24,8 @@ type storeState struct {
 	db      *storedb.DB    // guarded by mu
 	fs      *storefs.Store // guarded by mu
 	dirID   [2]uint64      // device and inode of the store directory fs opened; guarded by mu
+	// abandoned are databases whose state directory was replaced; guarded by mu.
+	abandoned []*storedb.DB
 }
 
 func openStore(m *Monitor) (*storeState, error) {
@@ -111,13 +113,11 @@ func (st *storeState) refresh(m *Monitor) error {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	m.log.Warn("the store or state directory was replaced; reopening the store", "store", string(st.dir), "db", st.dbPath)
-	// Badger cannot flush into a directory that was removed, and its Close
-	// then waits for ever: the replaced database is closed in the background.
-	go func(old *storedb.DB) {
-		if err := old.Close(); err != nil {
-			m.log.Warn("closing the replaced store database", "err", err)
-		}
-	}(st.db)
+	// The replaced database is left open and unused, never closed: Badger's
+	// Close flushes its memtable to its directory's path, which now belongs
+	// to the new database (or to nothing, and then Close waits for ever).
+	// This costs the old instance's memory, once per replacement.
+	st.abandoned = append(st.abandoned, st.db)
 	st.fs.Close()
 	if err := st.openFS(); err != nil {
 		return err

@@ -27,6 +27,7 @@ var table = map[msg.Kind]route{
 	msg.KindAddSignatures:   {roleFrontend, 0, handleAddSignatures},
 	msg.KindAddIndirectRoot: {roleFrontend, 0, handleAddIndirectRoot},
 	msg.KindSyncWithGC:      {roleFrontend, 0, handleSyncWithGC},
+	msg.KindSetOptions:      {roleFrontend, 0, handleSetOptions},
 
 	// Derivations and builds (build*.go).
 	msg.KindQueryDrvOutputs: {roleFrontend, 0, handleQueryDrvOutputs},

@@ -90,8 +90,23 @@ func fromMonitorError(e *msg.Error) error {
 	}
 }
 
+// SetOptions hands the client's settings to the monitor, which applies
+// nix-daemon's policy and says what to warn the client about.
 func (b *backend) SetOptions(ctx context.Context, opts wire.ClientOptions) ([]string, error) {
-	return nil, nil
+	m := &msg.SetOptions{MaxJobs: opts.MaxBuildJobs, Cores: opts.BuildCores, KeepGoing: opts.KeepGoing,
+		KeepFailed: opts.KeepFailed, Fallback: opts.TryFallback, MaxSilent: opts.MaxSilentTime}
+	for _, o := range opts.Overrides {
+		m.Overrides = append(m.Overrides, msg.Override{Name: o.Key, Value: o.Value})
+	}
+	ans, _, err := b.call(m)
+	if err != nil {
+		return nil, err
+	}
+	w, ok := ans.(*msg.Warnings)
+	if !ok {
+		return nil, fmt.Errorf("monitor answered SetOptions with %v", ans.Kind())
+	}
+	return w.Texts, nil
 }
 
 func (b *backend) IsValidPath(ctx context.Context, path string) (bool, error) {

@@ -71,6 +71,7 @@ var channels = [][]Spec{
 	frontendTable,
 	sessionTable,
 	rootsTable,
+	optionsTable,
 	storeTable,
 	buildTable,
 	drvTable,

@@ -42,6 +42,8 @@ var samples = []Message{
 	&AddSignatures{Path: testP1, Sigs: Strings{"cache.nixos.org-1:dGVzdA=="}},
 	&AddIndirectRoot{Link: "/home/alice/result"},
 	&SyncWithGC{},
+	&SetOptions{Overrides: Overrides{{Name: "substituters", Value: "https://example.org"}}, MaxJobs: 2, Cores: 4},
+	&Warnings{Texts: Strings{"ignoring untrusted substituter 'https://example.org'"}},
 	&Session{HelloOK: HelloOK{Uid: 1000, User: "alice", StoreDir: testDir, NixVersion: "2.24.0"}},
 	&BeginUpload{Mode: UploadCA, Name: "hello.txt", CAMethod: "flat", Algo: "sha1", References: StorePaths{testP2}, Format: FormatFlat, Size: 12},
 	&BeginUpload{
