@@ -15,6 +15,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"syscall"
 
 	"github.com/alecthomas/kong"
@@ -24,11 +25,12 @@ import (
 )
 
 type cli struct {
-	Daemon    bool             `help:"Accepted for compatibility with nix-daemon; privnixd always runs as a daemon in the foreground."`
-	Version   kong.VersionFlag `help:"Print the version and exit."`
-	BinDir    string           `name:"bin-dir" placeholder:"DIR" help:"Directory holding privnix-frontend and privnix-storeproc (default: next to privnixd, else /usr/local/libexec/privnix)."`
-	LogFormat string           `name:"log-format" enum:"text,json" default:"text" help:"Log as logfmt text or JSON lines (${enum})."`
-	Debug     bool             `help:"Log debug records too."`
+	Daemon     bool             `help:"Accepted for compatibility with nix-daemon; privnixd always runs as a daemon in the foreground."`
+	Version    kong.VersionFlag `help:"Print the version and exit."`
+	BinDir     string           `name:"bin-dir" placeholder:"DIR" help:"Directory holding privnix-frontend and privnix-storeproc (default: next to privnixd, else /usr/local/libexec/privnix)."`
+	LogFormat  string           `name:"log-format" enum:"text,json" default:"text" help:"Log as logfmt text or JSON lines (${enum})."`
+	Debug      bool             `help:"Log debug records too."`
+	CPUProfile string           `name:"cpuprofile" placeholder:"FILE" help:"Write a pprof CPU profile of the monitor to FILE until it stops (for make bench PROFILE=1)."`
 }
 
 func main() {
@@ -69,6 +71,17 @@ func run(c cli, log *slog.Logger) error {
 	binDir := c.BinDir
 	if binDir == "" {
 		binDir = defaultBinDir()
+	}
+	if c.CPUProfile != "" {
+		f, err := os.Create(c.CPUProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
