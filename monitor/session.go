@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -209,25 +210,51 @@ func peerOf(c *net.UnixConn) (peer, error) {
 
 // forwardLogs copies a child's log channel into the monitor's log, stamped
 // with the child's role, pid and uid. Text from a child is only ever an
-// attribute value, never a message or a format.
+// attribute value, never a message or a format. Each child gets a budget
+// (logBurst records, refilled at logRate a second): a flood is dropped and
+// counted, so it cannot drown the monitor's own records.
 func (m *Monitor) forwardLogs(c *child) {
 	l := m.log.With("role", c.role, "pid", c.cmd.Process.Pid, "uid", c.uid)
+	budget, last := float64(logBurst), time.Now()
+	dropped := 0
+	defer func() {
+		if dropped > 0 {
+			l.Warn("child log records dropped: over the rate limit", "dropped", dropped)
+		}
+	}()
 	for {
 		rec, fds, err := c.logs.Recv()
 		closeFiles(fds)
 		if err != nil {
 			return
 		}
-		if lm, ok := rec.(*msg.Log); ok {
-			args := make([]any, 0, 2+2*len(lm.Attrs))
-			args = append(args, "msg", lm.Msg)
-			for _, a := range lm.Attrs {
-				args = append(args, "child."+a.Key, a.Value)
-			}
-			l.Log(context.Background(), ipc.SlogLevel(lm.Level), "child log", args...)
+		lm, ok := rec.(*msg.Log)
+		if !ok {
+			l.Warn("child sent a non-log message on its log channel; no longer reading it", "kind", rec.Kind())
+			return
 		}
+		now := time.Now()
+		budget = min(logBurst, budget+now.Sub(last).Seconds()*logRate)
+		last = now
+		if budget < 1 {
+			dropped++
+			continue
+		}
+		budget--
+		args := make([]any, 0, 2+2*len(lm.Attrs))
+		args = append(args, "msg", lm.Msg)
+		for _, a := range lm.Attrs {
+			args = append(args, "child."+a.Key, a.Value)
+		}
+		l.Log(context.Background(), ipc.SlogLevel(lm.Level), "child log", args...)
 	}
 }
+
+// A child's log budget.
+const (
+	logBurst = 200
+	logRate  = 50 // records a second
+)
 
 func closeFiles(fs []*os.File) {
 	for _, f := range fs {
