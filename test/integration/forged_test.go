@@ -35,6 +35,21 @@ func TestForgedFrontendIsKilled(t *testing.T) {
 			t.Fatalf("after %s, a well-formed request got %q, want an answer", a, got)
 		}
 	}
+	// A child flooding its log channel is rate-limited, and the monitor
+	// still answers it.
+	if got := attack(t, s.SocketPath, "log-flood"); !strings.HasPrefix(got, "answer kind") {
+		t.Errorf("after a log flood the request got %q, want an answer", got)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(d.Log.String(), "child log records dropped") && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n := strings.Count(d.Log.String(), `msg="child log"`); n > 1000 {
+		t.Errorf("%d child log records reached the log; the rate limit lets about 200 through", n)
+	}
+	if !strings.Contains(d.Log.String(), "child log records dropped") {
+		t.Errorf("no record of dropped child log records")
+	}
 	log := d.Log.String()
 	if n := strings.Count(log, "frontend killed"); n != len(attacks) {
 		t.Errorf("the log records %d killed frontends, want %d:\n%s", n, len(attacks), log)

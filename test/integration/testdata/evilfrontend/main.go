@@ -20,7 +20,10 @@ import (
 	"privnix/ipc/msg"
 )
 
-const monFd = 3
+const (
+	monFd = 3
+	logFd = 4
+)
 
 // storeDir is the monitor's, from the Session it sent.
 var storeDir string
@@ -47,6 +50,14 @@ func main() {
 	}
 	line, _ := bufio.NewReader(client).ReadString('\n')
 	attack := strings.TrimSpace(line)
+	if attack == "log-flood" {
+		// 5,000 records as fast as the channel takes them, then a request.
+		rec := frame(msg.KindLog, arr(uint64(3), "flood", []any{}))
+		for i := 0; i < 5000; i++ {
+			unix.Sendmsg(logFd, rec, nil, nil, 0)
+		}
+		attack = "ok"
+	}
 	f, sendFd, ok := forge(attack)
 	if !ok {
 		fmt.Fprintf(client, "unknown attack %q\n", attack)
