@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"sync"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -84,6 +85,11 @@ type child struct {
 	conn  *ipc.Conn
 	logs  *ipc.Conn
 	done  chan struct{} // closed when the process has been reaped
+
+	// pidfdMu guards pidfd, which is closed (-1) once the process is
+	// reaped: kill must never signal a stale fd number, which may name a
+	// newer child by then (kill is called again after a child's end).
+	pidfdMu sync.Mutex
 }
 
 // spawnSpec says who the child runs as and in which namespaces.
@@ -204,7 +210,14 @@ func (s *spawner) start(spec spawnSpec) (*child, error) {
 		return nil, fmt.Errorf("starting %s: %w", spec.role, err)
 	}
 	c := &child{role: spec.role, uid: spec.uid, cmd: cmd, pidfd: pidfd, done: make(chan struct{})}
-	go func() { cmd.Wait(); unix.Close(c.pidfd); close(c.done) }()
+	go func() {
+		cmd.Wait()
+		c.pidfdMu.Lock()
+		unix.Close(c.pidfd)
+		c.pidfd = -1
+		c.pidfdMu.Unlock()
+		close(c.done)
+	}()
 	go s.drainStderr(c, stderrR)
 	if c.conn, err = ipc.NewConn(ipcMine); err == nil {
 		c.logs, err = ipc.NewConn(logMine)
@@ -263,11 +276,7 @@ func (s *spawner) drainStderr(c *child, r *os.File) {
 
 // kill ends the child and everything in its PID namespace, and waits for it.
 func (c *child) kill() {
-	if c.pidfd >= 0 {
-		unix.PidfdSendSignal(c.pidfd, unix.SIGKILL, nil, 0)
-	} else if c.cmd.Process != nil {
-		c.cmd.Process.Kill()
-	}
+	c.sigkill()
 	if c.conn != nil {
 		c.conn.Close()
 	}
@@ -275,6 +284,17 @@ func (c *child) kill() {
 		c.logs.Close()
 	}
 	<-c.done
+}
+
+// sigkill sends SIGKILL to the child unless it has been reaped already.
+func (c *child) sigkill() {
+	c.pidfdMu.Lock()
+	defer c.pidfdMu.Unlock()
+	if c.pidfd >= 0 {
+		unix.PidfdSendSignal(c.pidfd, unix.SIGKILL, nil, 0)
+	} else if c.cmd.Process != nil {
+		c.cmd.Process.Kill() // a no-op once reaped (os.Process knows)
+	}
 }
 
 func closeAll(fs ...*os.File) {
