@@ -38,6 +38,12 @@ type Backend interface {
 	AddTempRoot(ctx context.Context, path string) error
 	AddIndirectRoot(ctx context.Context, symlink string) error
 	SyncWithGC(ctx context.Context) error
+	// CollectGarbage runs one collection (op 20); req.IgnoreLiveness is
+	// refused before the call.
+	CollectGarbage(ctx context.Context, req GCRequest) (GCResult, error)
+	// FindRoots lists the GC roots as (link, store path) pairs (op 14); one
+	// link may name several paths ("{censored}").
+	FindRoots(ctx context.Context) ([]GCRoot, error)
 	AddSignatures(ctx context.Context, path string, sigs []string) error
 
 	// AddTextToStore writes a text file (a .drv) with references; it returns the store path.
@@ -72,6 +78,28 @@ type AddToStoreNarRequest struct {
 	Info          wire.ValidPathInfo
 	Repair        bool
 	DontCheckSigs bool // already forced false for untrusted clients
+}
+
+// GCRequest is a CollectGarbage (op 20). Actions are Nix's: 0 return live,
+// 1 return dead, 2 delete dead, 3 delete Paths.
+type GCRequest struct {
+	Action         uint64
+	Paths          []string // action 3
+	IgnoreLiveness bool
+	MaxFreed       uint64
+}
+
+// GCResult answers CollectGarbage: the paths deleted (or listed) and the
+// bytes freed.
+type GCResult struct {
+	Paths      []string
+	BytesFreed uint64
+}
+
+// GCRoot is one GC root: the link (symlink, /proc entry, "{censored}",
+// "{temp:<pid>}") and the store path it keeps alive.
+type GCRoot struct {
+	Link, Path string
 }
 
 // SubstitutablePathInfo describes a path a substituter could provide.

@@ -138,8 +138,15 @@ func TestRealNixClient(t *testing.T) {
 	}
 
 	out, err = h.run("nix-store", "--store", h.store(), "--gc", "--print-dead")
-	if err == nil || !strings.Contains(out, "operation 'CollectGarbage' is not yet implemented by privnix") {
+	if err != nil || !strings.Contains(out, added) {
 		t.Fatalf("nix-store --gc --print-dead: %v\n%s", err, out)
+	}
+	out, err = h.run("nix-store", "--store", h.store(), "--delete", added)
+	if err != nil || !strings.Contains(out, "1 store paths deleted") {
+		t.Fatalf("nix-store --delete: %v\n%s", err, out)
+	}
+	if _, ok := h.mem.info(added); ok {
+		t.Fatalf("nix-store --delete left %s", added)
 	}
 }
 

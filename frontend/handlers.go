@@ -390,18 +390,24 @@ func opAddSignatures(c *conn) error {
 	return c.reply(func(w *wire.Writer) { w.U64(1) })
 }
 
+// opCollectGarbage: u64 action, set<path>, u64 ignoreLiveness, u64 maxFreed,
+// three obsolete u64; reply set<path>, u64 bytesFreed, u64 0 (§4.3 op 20).
 func opCollectGarbage(c *conn) error {
-	if _, err := c.r.Uint(3, "GC action"); err != nil {
+	var req GCRequest
+	var err error
+	if req.Action, err = c.r.Uint(3, "GC action"); err != nil {
 		return err
 	}
-	if _, err := c.pathSet("paths to delete"); err != nil {
+	if req.Paths, err = c.pathSet("paths to delete"); err != nil {
 		return err
 	}
-	ignoreLiveness, err := c.r.Bool()
-	if err != nil {
+	if req.IgnoreLiveness, err = c.r.Bool(); err != nil {
 		return err
 	}
-	for range 4 { // maxFreed and three obsolete fields
+	if req.MaxFreed, err = c.r.U64(); err != nil {
+		return err
+	}
+	for range 3 { // obsolete fields
 		if _, err := c.r.U64(); err != nil {
 			return err
 		}
@@ -409,10 +415,36 @@ func opCollectGarbage(c *conn) error {
 	if err := c.begin(); err != nil {
 		return err
 	}
-	if ignoreLiveness {
+	if req.IgnoreLiveness {
 		return Errorf("you are not allowed to ignore liveness")
 	}
-	return ErrNotImplemented
+	res, err := c.b.CollectGarbage(c.opContext(), req)
+	if err != nil {
+		return err
+	}
+	return c.reply(func(w *wire.Writer) {
+		w.StringSet(res.Paths)
+		w.U64(res.BytesFreed)
+		w.U64(0)
+	})
+}
+
+// opFindRoots: no arguments; reply u64 n, n × (str link, path) (§4.3 op 14).
+func opFindRoots(c *conn) error {
+	if err := c.begin(); err != nil {
+		return err
+	}
+	roots, err := c.b.FindRoots(c.opContext())
+	if err != nil {
+		return err
+	}
+	return c.reply(func(w *wire.Writer) {
+		w.U64(uint64(len(roots)))
+		for _, r := range roots {
+			w.String(r.Link)
+			w.String(r.Path)
+		}
+	})
 }
 
 func opAddPermRoot(c *conn) error {

@@ -254,6 +254,66 @@ func (m *memStore) AddTempRoot(ctx context.Context, p string) error {
 func (m *memStore) AddIndirectRoot(ctx context.Context, p string) error { return ErrNotImplemented }
 func (m *memStore) SyncWithGC(ctx context.Context) error                { return nil }
 
+// CollectGarbage: the temporary roots and their reference closure are live;
+// deleting removes dead paths (whole store or the ones named), refusing a
+// live one with Nix's text. Sizes are NAR sizes.
+func (m *memStore) CollectGarbage(ctx context.Context, req GCRequest) (GCResult, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	live := map[string]bool{}
+	todo := slices.Clone(m.tempRoots)
+	for len(todo) > 0 {
+		p := todo[len(todo)-1]
+		todo = todo[:len(todo)-1]
+		if i, ok := m.infos[p]; ok && !live[p] {
+			live[p] = true
+			todo = append(todo, i.References...)
+		}
+	}
+	var res GCResult
+	del := func(p string) {
+		res.Paths = append(res.Paths, p)
+		res.BytesFreed += m.infos[p].NarSize
+		delete(m.infos, p)
+		delete(m.nars, p)
+	}
+	switch req.Action {
+	case 0, 1:
+		for p := range m.infos {
+			if live[p] == (req.Action == 0) {
+				res.Paths = append(res.Paths, p)
+			}
+		}
+	case 2:
+		for p := range m.infos {
+			if !live[p] && res.BytesFreed <= req.MaxFreed {
+				del(p)
+			}
+		}
+	case 3:
+		for _, p := range req.Paths {
+			if live[p] {
+				return res, Errorf("Cannot delete path '%s' since it is still alive. To find out why, use: nix-store --query --roots", p)
+			}
+			if _, ok := m.infos[p]; ok {
+				del(p)
+			}
+		}
+	}
+	return res, nil
+}
+
+// FindRoots: the temporary roots, censored as for an untrusted client.
+func (m *memStore) FindRoots(ctx context.Context) ([]GCRoot, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []GCRoot
+	for _, p := range m.tempRoots {
+		out = append(out, GCRoot{Link: "{censored}", Path: p})
+	}
+	return out, nil
+}
+
 func (m *memStore) AddSignatures(ctx context.Context, p string, sigs []string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()

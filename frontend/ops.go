@@ -35,7 +35,7 @@ var ops = map[uint64]opInfo{
 	11: {name: "AddTempRoot", handle: opAddTempRoot},
 	12: {name: "AddIndirectRoot", handle: opAddIndirectRoot},
 	13: {name: "SyncWithGC", handle: opSyncWithGC},
-	14: {name: "FindRoots", handle: opNoArgs},
+	14: {name: "FindRoots", handle: opFindRoots},
 	16: {name: "ExportPath", handle: opExportPath},
 	18: {name: "QueryDeriver", handle: opQueryDeriver},
 	19: {name: "SetOptions", handle: opSetOptions},

@@ -42,7 +42,9 @@ func handleAddIndirectRoot(s *session, req msg.Message, _ []*os.File) (reply, er
 	return answer(&msg.OK{}), nil
 }
 
+// handleSyncWithGC waits for the running collection, if any.
 func handleSyncWithGC(s *session, _ msg.Message, _ []*os.File) (reply, error) {
+	s.m.roots.syncWithGC()
 	return answer(&msg.OK{}), nil
 }
 

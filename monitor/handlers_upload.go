@@ -338,6 +338,13 @@ func (s *session) caHolds(up *upload, sealed storefs.Sealed) bool {
 func (s *session) register(up *upload, info storedb.PathInfo) reply {
 	unlock := s.m.locks.lock(info.Path)
 	defer unlock()
+	// Temporary roots first, under the path's lock, before anything is
+	// checked or registered: the collector either deleted the path (and its
+	// references) already or leaves them alone (handlers_gc.go).
+	s.m.roots.addTemp(s, info.Path)
+	for _, r := range info.References {
+		s.m.roots.addTemp(s, r)
+	}
 	st := s.m.store
 	var existing storedb.PathInfo
 	var valid bool
@@ -373,7 +380,6 @@ func (s *session) register(up *upload, info storedb.PathInfo) reply {
 		}
 		return s.failed("registering the path", err)
 	}
-	s.m.roots.addTemp(s, info.Path)
 	s.log.Info("path registered", "path", st.dir.String(info.Path), "nar_size", info.NarSize)
 	s.afterRegister(info.Path) // a .drv: verified, its outputs recorded (build_drvs.go)
 	var out storedb.PathInfo

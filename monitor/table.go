@@ -28,6 +28,8 @@ var table = map[msg.Kind]route{
 	msg.KindAddIndirectRoot: {roleFrontend, 0, handleAddIndirectRoot},
 	msg.KindSyncWithGC:      {roleFrontend, 0, handleSyncWithGC},
 	msg.KindSetOptions:      {roleFrontend, 0, handleSetOptions},
+	msg.KindCollectGarbage:  {roleFrontend, 0, handleCollectGarbage},
+	msg.KindFindRoots:       {roleFrontend, flagRO, handleFindRoots},
 
 	// Derivations and builds (build*.go).
 	msg.KindQueryDrvOutputs: {roleFrontend, 0, handleQueryDrvOutputs},

@@ -2,6 +2,8 @@ package monitor
 
 import (
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 
 	"privnix/nix/storepath"
@@ -72,5 +74,23 @@ func (l *pathLocks) lock(p storepath.Path) func() {
 			delete(l.held, p)
 		}
 		l.mu.Unlock()
+	}
+}
+
+// lockMany takes the locks of ps in sorted order (the order every holder of
+// several path locks must use, so two of them cannot deadlock) and returns
+// their release. The collector locks a batch of paths this way.
+func (l *pathLocks) lockMany(ps []storepath.Path) func() {
+	sorted := slices.Clone(ps)
+	slices.SortFunc(sorted, func(a, b storepath.Path) int { return strings.Compare(a.Base(), b.Base()) })
+	sorted = slices.Compact(sorted)
+	unlocks := make([]func(), 0, len(sorted))
+	for _, p := range sorted {
+		unlocks = append(unlocks, l.lock(p))
+	}
+	return func() {
+		for i := len(unlocks) - 1; i >= 0; i-- {
+			unlocks[i]()
+		}
 	}
 }

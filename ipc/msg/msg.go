@@ -72,6 +72,7 @@ var channels = [][]Spec{
 	sessionTable,
 	rootsTable,
 	optionsTable,
+	gcTable,
 	storeTable,
 	buildTable,
 	drvTable,

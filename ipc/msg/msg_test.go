@@ -44,6 +44,10 @@ var samples = []Message{
 	&SyncWithGC{},
 	&SetOptions{Overrides: Overrides{{Name: "substituters", Value: "https://example.org"}}, MaxJobs: 2, Cores: 4},
 	&Warnings{Texts: Strings{"ignoring untrusted substituter 'https://example.org'"}},
+	&CollectGarbage{Action: GCDeleteSpecific, Paths: StorePaths{testP1, testP2}, MaxFreed: 1 << 20},
+	&GCResult{Paths: StorePaths{testP1}, BytesFreed: 4096},
+	&FindRoots{},
+	&Roots{Roots: RootList{{Link: "/home/alice/result", Path: testP1}, {Link: "{censored}", Path: testP2}}, More: true},
 	&Session{HelloOK: HelloOK{Uid: 1000, User: "alice", StoreDir: testDir, NixVersion: "2.24.0"}},
 	&BeginUpload{Mode: UploadCA, Name: "hello.txt", CAMethod: "flat", Algo: "sha1", References: StorePaths{testP2}, Format: FormatFlat, Size: 12},
 	&BeginUpload{
@@ -239,6 +243,12 @@ func TestDecodeRejects(t *testing.T) {
 		{"class 0", KindError, raw(0x92, 0, "m"), nil},
 		{"class 5", KindError, raw(0x92, 5, "m"), nil},
 		{"long message", KindError, mustEncode(t, &Error{Class: 1, Message: long}), nil},
+		{"gc action 4", KindCollectGarbage, mustEncode(t, &CollectGarbage{Action: 4}), nil},
+		{"gc paths without delete", KindCollectGarbage, mustEncode(t, &CollectGarbage{Action: GCDeleteDead, Paths: StorePaths{testP1}}), nil},
+		{"gc bytes before the end", KindGCResult, mustEncode(t, &GCResult{BytesFreed: 1, More: true}), nil},
+		{"root link relative", KindRoots, mustEncode(t, &Roots{Roots: RootList{{Link: "result", Path: testP1}}}), nil},
+		{"root link NUL", KindRoots, mustEncode(t, &Roots{Roots: RootList{{Link: "/a\x00b", Path: testP1}}}), nil},
+		{"root path outside", KindRoots, mustEncode(t, &Roots{Roots: RootList{{Link: "/r", Path: "/etc/passwd"}}}), nil},
 		{"negative time", KindPathInfo, func() []byte {
 			p := *samples[8].(*PathInfo)
 			p.RegistrationTime = -1

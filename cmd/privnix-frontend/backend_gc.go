@@ -1,0 +1,123 @@
+package main
+
+import (
+	"context"
+	"fmt"
+
+	"privnix/frontend"
+	"privnix/frontend/wire"
+	"privnix/ipc/msg"
+)
+
+// maxGCPathsPerRequest keeps a CollectGarbage request inside one frame; a
+// longer `nix-store --delete` list is served by several collections.
+const maxGCPathsPerRequest = 512
+
+// CollectGarbage asks the monitor to collect, and shows the client what
+// nix-daemon logs meanwhile ("finding garbage collector roots...", one
+// "deleting '…'" line per deleted path).
+func (b *backend) CollectGarbage(ctx context.Context, req frontend.GCRequest) (frontend.GCResult, error) {
+	log := frontend.LoggerFrom(ctx)
+	log.Log(wire.LvlInfo, "finding garbage collector roots...")
+	deleting := req.Action == msg.GCDeleteDead || req.Action == msg.GCDeleteSpecific
+	switch {
+	case req.Action == msg.GCDeleteSpecific || req.MaxFreed == 0:
+	case deleting:
+		log.Log(wire.LvlInfo, "deleting garbage...")
+	default:
+		log.Log(wire.LvlInfo, "determining live/dead paths...")
+	}
+	var res frontend.GCResult
+	paths := req.Paths
+	for first := true; first || len(paths) > 0; first = false {
+		n := min(len(paths), maxGCPathsPerRequest)
+		maxFreed := req.MaxFreed
+		if deleting && !first {
+			if res.BytesFreed > maxFreed {
+				break // the limit was reached by an earlier part
+			}
+			maxFreed -= res.BytesFreed
+		}
+		got, freed, err := b.collect(&msg.CollectGarbage{Action: req.Action, Paths: storePaths(paths[:n]),
+			IgnoreLiveness: req.IgnoreLiveness, MaxFreed: maxFreed})
+		if deleting {
+			for _, p := range got {
+				log.Log(wire.LvlInfo, fmt.Sprintf("deleting '%s'", p))
+			}
+		}
+		res.Paths = append(res.Paths, got...)
+		res.BytesFreed += freed
+		if err != nil {
+			return res, err
+		}
+		paths = paths[n:]
+	}
+	if req.Action == msg.GCDeleteDead && res.BytesFreed > req.MaxFreed {
+		log.Log(wire.LvlInfo, fmt.Sprintf("deleted more than %d bytes; stopping", req.MaxFreed))
+	}
+	if deleting {
+		log.Log(wire.LvlInfo, "deleting unused links...")
+	}
+	return res, nil
+}
+
+// collect sends one CollectGarbage and gathers every GCResult frame.
+func (b *backend) collect(req *msg.CollectGarbage) ([]string, uint64, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err := b.mon.Send(req); err != nil {
+		return nil, 0, fmt.Errorf("asking the monitor: %w", err)
+	}
+	var out []string
+	for {
+		ans, fds, err := b.mon.Recv()
+		closeAll(fds)
+		if err != nil {
+			return out, 0, fmt.Errorf("the monitor's answer: %w", err)
+		}
+		switch a := ans.(type) {
+		case *msg.Error:
+			return out, 0, fromMonitorError(a)
+		case *msg.GCResult:
+			for _, p := range a.Paths {
+				out = append(out, string(p))
+			}
+			if !a.More {
+				return out, a.BytesFreed, nil
+			}
+		default:
+			return out, 0, fmt.Errorf("monitor answered CollectGarbage with %v", ans.Kind())
+		}
+	}
+}
+
+// FindRoots asks the monitor for the roots; it censors them for untrusted
+// clients itself.
+func (b *backend) FindRoots(ctx context.Context) ([]frontend.GCRoot, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err := b.mon.Send(&msg.FindRoots{}); err != nil {
+		return nil, fmt.Errorf("asking the monitor: %w", err)
+	}
+	var out []frontend.GCRoot
+	for {
+		ans, fds, err := b.mon.Recv()
+		closeAll(fds)
+		if err != nil {
+			return nil, fmt.Errorf("the monitor's answer: %w", err)
+		}
+		switch a := ans.(type) {
+		case *msg.Error:
+			return nil, fromMonitorError(a)
+		case *msg.Roots:
+			for _, r := range a.Roots {
+				out = append(out, frontend.GCRoot{Link: r.Link, Path: string(r.Path)})
+			}
+			if !a.More {
+				return out, nil
+			}
+		default:
+			return nil, fmt.Errorf("monitor answered FindRoots with %v", ans.Kind())
+		}
+	}
+}

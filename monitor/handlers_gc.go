@@ -1,0 +1,238 @@
+package monitor
+
+import (
+	"context"
+	"errors"
+	"os"
+	"time"
+
+	"privnix/ipc/msg"
+	"privnix/monitor/gc"
+	"privnix/monitor/storedb"
+	"privnix/nix/storepath"
+)
+
+// Garbage collection (worker ops 20 and 14), over monitor/gc.
+//
+// One collection runs at a time (rootSet.collecting). The roots are
+// gathered after that lock is taken: the state directory's gcroots and
+// profiles (indirect roots resolved as their owners), the runtime roots from
+// /proc, and every connection's temporary roots. Each deletion then takes the
+// path locks registration takes and claims the paths in the rootSet: a
+// registration of the same path waits for the deletion to end, and a
+// temporary root added before the claim keeps the path (gc.Collect
+// re-checks under the lock). Registration adds its temporary roots first
+// thing under its path lock (handlers_upload.go register), so a path a live
+// client added cannot be collected under it.
+
+// gcTimeout bounds one collection or root search.
+const gcTimeout = 30 * time.Minute
+
+func handleCollectGarbage(s *session, req msg.Message, _ []*os.File) (reply, error) {
+	c := req.(*msg.CollectGarbage)
+	paths, err := s.paths(c.Paths)
+	if err != nil {
+		return reply{}, err
+	}
+	if c.IgnoreLiveness {
+		return answer(refuse(gc.ErrIgnoreLiveness.Error())), nil
+	}
+	r := s.m.roots
+	r.collecting.Lock()
+	defer r.collecting.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), gcTimeout)
+	defer cancel()
+	action := gc.Action(c.Action)
+	deleting := action == gc.DeleteDead || action == gc.DeleteSpecific
+	roots, err := s.m.gatherRoots(ctx, deleting)
+	if err != nil {
+		return s.failed("finding garbage collector roots", err), nil
+	}
+	set := s.m.cfg.Settings
+	opts := gc.Options{
+		Action:   action,
+		Paths:    paths,
+		MaxFreed: c.MaxFreed,
+		Keep:     gc.Keep{Outputs: set.KeepOutputs, Derivations: set.KeepDerivations},
+		Roots:    gc.Paths(roots),
+		StoreDir: s.m.store.dir,
+	}
+	s.log.Info("garbage collection started", "action", c.Action, "paths", len(paths), "max_freed", c.MaxFreed, "roots", len(roots))
+	res, err := gc.Collect(ctx, opts, &gcDeps{s: s})
+	s.log.Info("garbage collection ended", "action", c.Action, "paths", len(res.Paths), "bytes_freed", res.BytesFreed)
+	var alive *gc.AliveError
+	switch {
+	case errors.As(err, &alive):
+		return answer(refuse(alive.Error())), nil
+	case errors.Is(err, gc.ErrIgnoreLiveness):
+		return answer(refuse(err.Error())), nil
+	case err != nil:
+		return s.failed("garbage collection", err), nil
+	}
+	return gcReply(res), nil
+}
+
+// gatherRoots finds the permanent, indirect and runtime roots of valid
+// paths; when deleting (as Nix) it also removes stale links in gcroots/auto.
+func (m *Monitor) gatherRoots(ctx context.Context, removeStale bool) ([]gc.Root, error) {
+	cfg := gc.RootsConfig{StateDir: m.cfg.Paths.StateDir, StoreDir: m.store.dir}
+	if m.root {
+		cfg.Resolve = gc.ExecResolver{}.Resolve
+	}
+	roots, scan, stats, err := gc.Gather(ctx, cfg, gcDB{m.store})
+	if err != nil {
+		return nil, err
+	}
+	for _, u := range scan.Unresolved {
+		m.log.Warn("an indirect GC root could not be read; it protects nothing this time", "link", u.Link, "target", u.Target, "err", u.Err)
+	}
+	if stats.Unreadable > 0 {
+		m.log.Debug("runtime roots: some processes could not be read", "unreadable", stats.Unreadable, "processes", stats.Processes)
+	}
+	if removeStale && len(scan.Stale) > 0 && m.root {
+		for _, l := range scan.Stale {
+			m.log.Info("removing stale link", "link", l)
+		}
+		if err := gc.RemoveStale(m.cfg.Paths.StateDir, scan.Stale); err != nil {
+			m.log.Warn("removing stale GC root links", "err", err)
+		}
+	}
+	return roots, nil
+}
+
+// gcReply splits the result's paths into frames; BytesFreed is on the last.
+func gcReply(res gc.Result) reply {
+	const budget = msg.MaxBody / 2
+	var rep reply
+	cur := &msg.GCResult{}
+	size := 0
+	for _, p := range res.Paths {
+		if len(cur.Paths) == msg.MaxPaths || size+len(p)+8 > budget {
+			cur.More = true
+			rep.msgs = append(rep.msgs, cur)
+			cur, size = &msg.GCResult{}, 0
+		}
+		cur.Paths = append(cur.Paths, msg.StorePath(p))
+		size += len(p) + 8
+	}
+	cur.BytesFreed = res.BytesFreed
+	rep.msgs = append(rep.msgs, cur)
+	return rep
+}
+
+func handleFindRoots(s *session, _ msg.Message, _ []*os.File) (reply, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), gcTimeout)
+	defer cancel()
+	roots, err := s.m.gatherRoots(ctx, false)
+	if err != nil {
+		return s.failed("finding garbage collector roots", err), nil
+	}
+	roots = gc.Shown(append(roots, s.m.roots.roots()...), s.trusted)
+	// Nix keeps a set of links per path: a censored link is listed once.
+	type key struct {
+		link string
+		path storepath.Path
+	}
+	seen := map[key]bool{}
+	const budget = msg.MaxBody / 2
+	var rep reply
+	cur := &msg.Roots{}
+	size := 0
+	for _, r := range roots {
+		k := key{r.Link, r.Path}
+		if seen[k] {
+			continue
+		}
+		seen[k] = true
+		mr := msg.Root{Link: r.Link, Path: msg.StorePath(s.m.store.dir.String(r.Path))}
+		if mr.Validate() != nil {
+			s.log.Warn("a GC root that cannot be shown was left out", "link", r.Link)
+			continue
+		}
+		n := len(mr.Link) + len(mr.Path) + 16
+		if len(cur.Roots) == msg.MaxRoots || size+n > budget {
+			cur.More = true
+			rep.msgs = append(rep.msgs, cur)
+			cur, size = &msg.Roots{}, 0
+		}
+		cur.Roots = append(cur.Roots, mr)
+		size += n
+	}
+	rep.msgs = append(rep.msgs, cur)
+	return rep, nil
+}
+
+// gcDeps is gc.Deps (and gc.BatchLocker) over the monitor's store, path
+// locks and temporary roots.
+type gcDeps struct{ s *session }
+
+func (d *gcDeps) DB() gc.DB { return gcDB{d.s.m.store} }
+
+// Delete removes the tree of a path the collector made invalid (fd-relative,
+// storefs) and records it in the audit log.
+func (d *gcDeps) Delete(name string) error {
+	if err := d.s.m.store.files().Delete(name); err != nil {
+		return err
+	}
+	d.s.log.Info("path deleted", "path", string(d.s.m.store.dir)+"/"+name)
+	return nil
+}
+
+func (d *gcDeps) TempRoots() []storepath.Path { return d.s.m.roots.all() }
+
+func (d *gcDeps) LockForDelete(p storepath.Path) (func(), bool) {
+	unlock, free := d.LockForDeleteMany([]storepath.Path{p})
+	return unlock, free[0]
+}
+
+func (d *gcDeps) LockForDeleteMany(ps []storepath.Path) (func(), []bool) {
+	unlock := d.s.m.locks.lockMany(ps)
+	release, free := d.s.m.roots.claim(ps)
+	return func() { release(); unlock() }, free
+}
+
+// gcDB is gc.DB over the monitor's current database: the store's read lock
+// is held for one operation at a time, never for a whole collection.
+type gcDB struct{ st *storeState }
+
+func (g gcDB) PathInfo(p storepath.Path) (info storedb.PathInfo, ok bool, err error) {
+	err = g.st.with(func(db *storedb.DB) (e error) { info, ok, e = db.PathInfo(p); return })
+	return
+}
+
+func (g gcDB) Referrers(p storepath.Path) (ps []storepath.Path, err error) {
+	err = g.st.with(func(db *storedb.DB) (e error) { ps, e = db.Referrers(p); return })
+	return
+}
+
+func (g gcDB) ValidDerivers(p storepath.Path) (ps []storepath.Path, err error) {
+	err = g.st.with(func(db *storedb.DB) (e error) { ps, e = db.ValidDerivers(p); return })
+	return
+}
+
+func (g gcDB) DerivationOutputs(drv storepath.Path) (outs map[string]storepath.Path, err error) {
+	err = g.st.with(func(db *storedb.DB) (e error) { outs, e = db.DerivationOutputs(drv); return })
+	return
+}
+
+func (g gcDB) AllValid() (ps []storepath.Path, err error) {
+	err = g.st.with(func(db *storedb.DB) (e error) { ps, e = db.AllValid(); return })
+	return
+}
+
+func (g gcDB) ValidAmong(in []storepath.Path) (ps []storepath.Path, err error) {
+	err = g.st.with(func(db *storedb.DB) (e error) { ps, e = db.ValidAmong(in); return })
+	return
+}
+
+func (g gcDB) Delete(ps ...storepath.Path) error {
+	return g.st.with(func(db *storedb.DB) error { return db.Delete(ps...) })
+}
+
+func (g gcDB) MarkPending(ps ...storepath.Path) error {
+	return g.st.with(func(db *storedb.DB) error { return db.MarkPending(ps...) })
+}
+
+func (g gcDB) ClearPending(ps ...storepath.Path) error {
+	return g.st.with(func(db *storedb.DB) error { return db.ClearPending(ps...) })
+}
