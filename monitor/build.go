@@ -152,6 +152,7 @@ func (r *buildRequest) target(p storepath.Path, t msg.BuildTarget) msg.BuildResu
 		res.StartTime, res.StopTime = o.start.Unix(), o.stop.Unix()
 	}
 	if o.ok() {
+		res.HashModulo = v.outHash.Base16()
 		for _, w := range wanted {
 			res.OutputNames = append(res.OutputNames, w)
 			res.OutputPaths = append(res.OutputPaths, msg.StorePath(m.store.dir.String(v.outputs[w])))

@@ -35,6 +35,7 @@ type verifiedDrv struct {
 	kind    drv.Kind
 	infos   []drv.OutputInfo
 	hashMod nixhash.Hash              // unmasked hash modulo, what referrers hash in
+	outHash nixhash.Hash              // masked hash modulo: names the outputs' realisations
 	outputs map[string]storepath.Path // output name → path
 }
 
@@ -283,7 +284,11 @@ func (m *Monitor) verifyDrvWith(parser *drvParser, p storepath.Path, walking map
 	if err != nil {
 		return nil, drvFail(errBadDrv, "derivation '%s' refused: %v", shown, err)
 	}
-	v := &verifiedDrv{path: p, name: name, d: d, kind: kind, infos: infos, hashMod: h, outputs: outs}
+	oh, err := drv.HashModulo(dir, d, true, lookup)
+	if err != nil {
+		return nil, drvFail(errBadDrv, "derivation '%s' refused: %v", shown, err)
+	}
+	v := &verifiedDrv{path: p, name: name, d: d, kind: kind, infos: infos, hashMod: h, outHash: oh, outputs: outs}
 	m.builds.drvs.put(v)
 	return v, nil
 }

@@ -83,6 +83,13 @@ func (b *backend) BuildPaths(ctx context.Context, targets []wire.DerivedPath, mo
 		out[i].ErrorMsg = r.ErrorMsg
 		out[i].TimesBuilt = r.TimesBuilt
 		out[i].StartTime, out[i].StopTime = uint64(max(r.StartTime, 0)), uint64(max(r.StopTime, 0))
+		if r.HashModulo != "" {
+			for j, name := range r.OutputNames {
+				id := "sha256:" + r.HashModulo + "!" + name
+				_, base := r.OutputPaths[j].Split()
+				out[i].BuiltOutputs = append(out[i].BuiltOutputs, wire.Pair{Key: id, Value: wire.Realisation{ID: id, OutPath: base}.JSON()})
+			}
+		}
 	}
 	return out, nil
 }

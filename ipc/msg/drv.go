@@ -289,6 +289,9 @@ type BuildResult struct {
 	StopTime    int64
 	OutputNames Strings
 	OutputPaths StorePaths
+	// HashModulo is the base16 SHA-256 that names the outputs' realisations
+	// ("sha256:<HashModulo>!<output>"), when outputs are given.
+	HashModulo string
 }
 
 // BuildResultList is a list of at most MaxStrings results.
@@ -313,6 +316,9 @@ func (m BuildResults) Validate() error {
 	for i, r := range m.Results {
 		if r.Status > 255 || len(r.OutputNames) != len(r.OutputPaths) {
 			return field("Results", fmt.Errorf("[%d]: status %d, %d names, %d paths", i, r.Status, len(r.OutputNames), len(r.OutputPaths)))
+		}
+		if len(r.HashModulo) != 0 && len(r.HashModulo) != 64 || strings.Trim(r.HashModulo, "0123456789abcdef") != "" {
+			return field("Results", fmt.Errorf("[%d]: hash modulo %q", i, r.HashModulo))
 		}
 		if err := firstErr(MaxLen(r.ErrorMsg, MaxText), r.OutputNames.Validate(MaxDrvOutputs, ValidName), r.OutputPaths.Validate()); err != nil {
 			return field("Results", fmt.Errorf("[%d]: %w", i, err))

@@ -37,6 +37,8 @@ func buildExprs(t *testing.T, dir string) {
   b = derivation { name = "chain-b"; system = "x86_64-linux"; builder = "/bin/sh"; args = [ "-c" "{ /bin/cat ${a}; echo b; } > $out" ]; };
 in derivation { name = "chain-c"; system = "x86_64-linux"; builder = "/bin/sh";
   args = [ "-c" "/bin/mkdir $out; { /bin/cat ${b}; echo c; } > $out/file; echo ${b} > $out/ref" ]; }`,
+		"multi.nix": `derivation { name = "multi"; system = "x86_64-linux"; builder = "/bin/sh"; outputs = [ "out" "dev" "doc" ];
+  args = [ "-c" "echo $dev > $out; /bin/mkdir $dev; echo hi > $dev/file; echo doc > $doc" ]; }`,
 		"fail.nix": `derivation { name = "fail"; system = "x86_64-linux"; builder = "/bin/sh";
   args = [ "-c" "for i in 1 2 3 4 5 6 7 8 9 10 11 12; do echo line-$i; done; echo to-stderr >&2; exit 3" ]; }`,
 		"depfail.nix": `let f = import ./fail.nix; in derivation { name = "depfail"; system = "x86_64-linux"; builder = "/bin/sh";
@@ -76,6 +78,8 @@ func buildScenario(t *testing.T, s *testenv.Store, in string) map[string]string 
 	nb("trivial", filepath.Join(in, "trivial.nix"))
 	nb("trivial again", filepath.Join(in, "trivial.nix"))
 	nb("chain", filepath.Join(in, "chain.nix"))
+	nb("multi", filepath.Join(in, "multi.nix"))
+	nb("multi dev", filepath.Join(in, "multi.nix"), "-A", "dev")
 	nb("fail", filepath.Join(in, "fail.nix"))
 	nb("depfail", filepath.Join(in, "depfail.nix"))
 	nb("fixed right", filepath.Join(in, "fixed.nix"), "--argstr", "hash", fixedRight)
@@ -98,6 +102,8 @@ func buildScenario(t *testing.T, s *testenv.Store, in string) map[string]string 
 	failDrv := run("instantiate fail", "nix-instantiate", filepath.Join(in, "fail.nix"))
 	run("log", "nix-store", "-l", failDrv)
 	run("realise chain", "nix-store", "-r", chainDrv)
+	run("nix build json", "nix", "--extra-experimental-features", "nix-command", "build", "--no-link", "--json", "-f", filepath.Join(in, "multi.nix"))
+	run("nix build json built", "nix", "--extra-experimental-features", "nix-command", "build", "--no-link", "--json", "-f", filepath.Join(in, "trivial.nix"))
 	return out
 }
 
@@ -397,4 +403,36 @@ func TestSandboxedBuild(t *testing.T) {
 	} else if w := strings.TrimSpace(r.Stdout); w != got {
 		t.Errorf("output path %s, nix-daemon's %s", got, w)
 	}
+}
+
+// TestBuildOverhead (PRIVNIX_BUILD_BENCH=1) times nix-build of n fresh
+// trivial derivations, one client each, on privnixd and on nix-daemon.
+func TestBuildOverhead(t *testing.T) {
+	if os.Getenv("PRIVNIX_BUILD_BENCH") == "" {
+		t.Skip("PRIVNIX_BUILD_BENCH=1 runs it")
+	}
+	testenv.RequireRoot(t)
+	testenv.RequireNix(t)
+	const n = 20
+	s := testenv.NewStore(t, buildConf)
+	in := filepath.Join(s.Root, "in")
+	os.MkdirAll(in, 0o755)
+	os.WriteFile(filepath.Join(in, "one.nix"), []byte(`{ n }: derivation { name = "one-${n}"; system = "x86_64-linux"; builder = "/bin/sh"; args = [ "-c" "echo ${n} > $out" ]; }`), 0o644)
+	bench := func(who string) {
+		start := time.Now()
+		for i := range n {
+			r := s.Run(t, testenv.Alice, nil, "nix-build", "--no-out-link", filepath.Join(in, "one.nix"), "--argstr", "n", strconv.Itoa(i))
+			if r.Err != nil {
+				t.Fatalf("%s: %v\n%s", who, r.Err, r.Stderr)
+			}
+		}
+		t.Logf("%s: %v per nix-build of a fresh trivial derivation (%d builds)", who, time.Since(start)/n, n)
+	}
+	d := testenv.StartPrivnixd(t, s)
+	bench("privnixd")
+	d.Stop(t)
+	s.Reset(t)
+	nd := testenv.StartNixDaemon(t, s)
+	bench("nix-daemon")
+	nd.Stop(t)
 }
