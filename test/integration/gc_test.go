@@ -4,11 +4,13 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -468,4 +470,83 @@ func (c *rawClient) collect(action uint64, paths []string, maxFreed uint64) ([]s
 	}
 	_, err = c.r.U64()
 	return ps, err
+}
+
+// runtimeScenario: a process of alice's holds a store file open; the path is
+// a runtime root (censored for alice, its /proc link for bob), live, and
+// cannot be deleted; once the process ends it is dead.
+func runtimeScenario(t *testing.T, s *testenv.Store, in string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	run := func(step, user string, args ...string) string {
+		t.Helper()
+		r := s.Run(t, user, nil, args[0], args[1:]...)
+		if r.Err != nil {
+			t.Fatalf("%s: %s %v: %v\nstderr: %s", step, args[0], args[1:], r.Err, r.Stderr)
+		}
+		out[step] = strings.TrimSpace(r.Stdout)
+		return out[step]
+	}
+	a, b := testenv.Alice, testenv.Bob
+	held := run("add held", a, "nix-store", "--add", filepath.Join(in, "d.txt"))
+	run("add free", a, "nix-store", "--add", filepath.Join(in, "e.txt"))
+	uid, err := userLookup(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gid := lookupGID(t, a)
+	cmd := exec.Command("/bin/sh", "-c", `exec 3<"$1"; exec sleep 600`, "sh", held)
+	cmd.Dir = "/"
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}}}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	// Wait until sleep runs with the file open.
+	fd3 := fmt.Sprintf("/proc/%d/fd/3", cmd.Process.Pid)
+	for i := 0; i < 500; i++ {
+		if target, err := os.Readlink(fd3); err == nil && target == held {
+			if exe, _ := os.Readlink(fmt.Sprintf("/proc/%d/exe", cmd.Process.Pid)); strings.HasSuffix(exe, "sleep") {
+				break
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	pid := fmt.Sprintf("/proc/%d/", cmd.Process.Pid)
+	out["roots alice"] = sortedLines(run("roots alice", a, "nix-store", "--gc", "--print-roots"))
+	out["roots bob"] = strings.ReplaceAll(sortedLines(run("roots bob", b, "nix-store", "--gc", "--print-roots")), pid, "/proc/PID/")
+	out["dead"] = sortedLines(run("dead", a, "nix-store", "--gc", "--print-dead"))
+	r := s.Run(t, a, nil, "nix-store", "--delete", held)
+	out["delete held"] = fmt.Sprintf("failed=%v %s", r.Err != nil, errorLine(r.Stderr))
+	cmd.Process.Kill()
+	cmd.Wait()
+	out["dead after"] = sortedLines(run("dead after", a, "nix-store", "--gc", "--print-dead"))
+	run("gc", a, "nix-store", "--gc")
+	return out
+}
+
+// Runtime roots (/proc) keep a path alive, through privnixd as through
+// nix-daemon, and FindRoots shows them censored to untrusted users.
+func TestGCRuntimeRootsMatchNixDaemon(t *testing.T) {
+	testenv.RequireRoot(t)
+	testenv.RequireNix(t)
+	s := testenv.NewStore(t, storeConf)
+	in := filepath.Join(s.Root, "in")
+	gcInputs(t, in)
+
+	nd := testenv.StartNixDaemon(t, s)
+	want := runtimeScenario(t, s, in)
+	nd.Stop(t)
+	s.Reset(t)
+
+	testenv.StartPrivnixd(t, s)
+	got := runtimeScenario(t, s, in)
+	for step, w := range want {
+		if got[step] != w {
+			t.Errorf("%s: privnixd gave\n%s\nnix-daemon gave\n%s", step, got[step], w)
+		}
+	}
+	if !strings.Contains(want["roots alice"], "{censored} -> "+want["add held"]) {
+		t.Errorf("nix-daemon showed alice no censored runtime root: %s", want["roots alice"])
+	}
 }
