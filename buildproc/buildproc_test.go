@@ -55,10 +55,25 @@ func TestMain(m *testing.M) {
 			os.Exit(1)
 		}
 	}
+	// The pnxbld users are shared with test/integration's builds, where
+	// privnixd and nix-daemon kill every process of a build user before and
+	// after each build: hold the machine-wide lock they hold.
+	lock, err := os.OpenFile(buildUsersLock, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		panic(err)
+	}
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		panic(err)
+	}
 	code := m.Run()
+	lock.Close()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
+
+// buildUsersLock is taken by every test that runs builders as the pnxbld
+// users (test/integration/build_test.go names the same file).
+const buildUsersLock = "/tmp/privnix-test-build-users.lock"
 
 func runtimeGOROOT() string {
 	out, err := exec.Command("go", "env", "GOROOT").Output()

@@ -123,6 +123,8 @@ func samples() []msg.Message {
 		&msg.DrvOutputs{Names: msg.Strings{"out"}, Paths: msg.StorePaths{testP2}},
 		&msg.Build{Targets: msg.BuildTargets{{Path: testP1, Built: true}}},
 		&msg.BuildEvent{Type: msg.EventStart, Drv: testP1, Text: "building"},
+		&msg.QueryMissing{Targets: msg.BuildTargets{{Path: testP1}}},
+		&msg.Missing{WillBuild: msg.StorePaths{testP1}},
 		&msg.BuildResults{Results: msg.BuildResultList{{Status: 3, ErrorMsg: "builder failed"}}},
 	}
 }

@@ -332,3 +332,75 @@ func (b *builds) sandboxFor(v *verifiedDrv) (uint64, error) {
 	}
 	return msg.SandboxOn, nil
 }
+
+// handleQueryMissing is Nix's queryMissing without substituters: every
+// derivation with a missing wanted output would be built, with the inputs
+// it needs; a missing path no derivation produces is unknown.
+func handleQueryMissing(s *session, req msg.Message, _ []*os.File) (reply, error) {
+	q := req.(*msg.QueryMissing)
+	m := s.m
+	out := &msg.Missing{}
+	seen := map[storepath.Path]bool{}
+	unknown := func(p storepath.Path) {
+		if !seen[p] {
+			seen[p] = true
+			out.Unknown = append(out.Unknown, msg.StorePath(m.store.dir.String(p)))
+		}
+	}
+	var walk func(v *verifiedDrv, wanted []string, depth int) error
+	walk = func(v *verifiedDrv, wanted []string, depth int) error {
+		if seen[v.path] || depth > maxDrvDepth {
+			return nil
+		}
+		var outs []storepath.Path
+		for name, p := range v.outputs {
+			if len(wanted) == 0 || slices.Contains(wanted, name) || slices.Contains(wanted, "*") {
+				outs = append(outs, p)
+			}
+		}
+		missing, err := m.missingAmong(outs)
+		if err != nil || len(missing) == 0 {
+			return err
+		}
+		seen[v.path] = true
+		out.WillBuild = append(out.WillBuild, msg.StorePath(m.store.dir.String(v.path)))
+		for _, in := range v.d.InputDrvs {
+			ip, _ := m.store.dir.Parse(in.Path)
+			iv, err := m.verifyDrv(ip)
+			if err != nil {
+				unknown(ip)
+				continue
+			}
+			if err := walk(iv, in.Outputs, depth+1); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	for _, t := range q.Targets {
+		p, err := s.path(t.Path)
+		if err != nil {
+			return reply{}, err
+		}
+		if !t.Built {
+			if missing, err := m.missingAmong([]storepath.Path{p}); err != nil {
+				return s.failed("querying missing paths", err), nil
+			} else if len(missing) > 0 {
+				unknown(p)
+			}
+			continue
+		}
+		v, err := m.verifyDrv(p)
+		if err != nil {
+			unknown(p)
+			continue
+		}
+		if err := walk(v, t.Outputs, 0); err != nil {
+			return s.failed("querying missing paths", err), nil
+		}
+	}
+	if len(out.WillBuild) > msg.MaxPaths || len(out.Unknown) > msg.MaxPaths {
+		return answer(&msg.Error{Class: msg.ClassPolicy, Message: "too many missing paths to list"}), nil
+	}
+	return answer(out), nil
+}

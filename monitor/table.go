@@ -34,6 +34,7 @@ var table = map[msg.Kind]route{
 	// Derivations and builds (build*.go).
 	msg.KindQueryDrvOutputs: {roleFrontend, 0, handleQueryDrvOutputs},
 	msg.KindBuild:           {roleFrontend, 0, handleBuild},
+	msg.KindQueryMissing:    {roleFrontend, flagRO, handleQueryMissing},
 }
 
 type flags uint8

@@ -182,34 +182,6 @@ func (b *backend) QuerySubstitutablePathInfos(ctx context.Context, paths map[str
 	return map[string]frontend.SubstitutablePathInfo{}, nil
 }
 
-// QueryMissing says what realising targets would take. With no substituters,
-// an invalid path that no derivation produces is unknown, and a derivation's
-// outputs would be built (builds report their own progress).
-func (b *backend) QueryMissing(ctx context.Context, targets []wire.DerivedPath) (frontend.Missing, error) {
-	var m frontend.Missing
-	paths := make([]string, len(targets))
-	for i, t := range targets {
-		paths[i] = t.Path
-	}
-	valid, err := b.QueryValidPaths(ctx, paths, false)
-	if err != nil {
-		return m, err
-	}
-	isValid := map[string]bool{}
-	for _, p := range valid {
-		isValid[p] = true
-	}
-	for _, t := range targets {
-		switch {
-		case t.Built && isValid[t.Path] && b.needsBuild(ctx, t):
-			m.WillBuild = append(m.WillBuild, t.Path)
-		case !isValid[t.Path]:
-			m.Unknown = append(m.Unknown, t.Path)
-		}
-	}
-	return m, nil
-}
-
 func (b *backend) AddTempRoot(ctx context.Context, path string) error {
 	_, _, err := b.call(&msg.AddTempRoot{Path: msg.StorePath(path)})
 	return err

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"slices"
 	"strings"
 
 	"privnix/frontend"
@@ -35,21 +34,37 @@ func (b *backend) QueryDerivationOutputMap(ctx context.Context, drvPath string) 
 	return out, nil
 }
 
-// needsBuild reports whether some wanted output of a Built target is not
-// valid (or cannot be told).
-func (b *backend) needsBuild(ctx context.Context, t wire.DerivedPath) bool {
-	outs, err := b.QueryDerivationOutputMap(ctx, t.Path)
+// QueryMissing asks the monitor, which walks the verified derivations: a
+// derivation with a missing wanted output will be built, with every input
+// derivation whose outputs it needs; a missing path nothing produces is
+// unknown (there are no substituters).
+func (b *backend) QueryMissing(ctx context.Context, targets []wire.DerivedPath) (frontend.Missing, error) {
+	var m frontend.Missing
+	if len(targets) == 0 {
+		return m, nil
+	}
+	if len(targets) > msg.MaxStrings {
+		return m, frontend.Errorf("too many paths (%d, at most %d)", len(targets), msg.MaxStrings)
+	}
+	q := &msg.QueryMissing{}
+	for _, t := range targets {
+		q.Targets = append(q.Targets, msg.BuildTarget{Path: msg.StorePath(t.Path), Built: t.Built, Outputs: t.Outputs})
+	}
+	ans, _, err := b.call(q)
 	if err != nil {
-		return true
+		return m, err
 	}
-	var paths []string
-	for name, p := range outs {
-		if len(t.Outputs) == 0 || slices.Contains(t.Outputs, "*") || slices.Contains(t.Outputs, name) {
-			paths = append(paths, p)
-		}
+	a, ok := ans.(*msg.Missing)
+	if !ok {
+		return m, fmt.Errorf("monitor answered QueryMissing with %v", ans.Kind())
 	}
-	valid, err := b.QueryValidPaths(ctx, paths, false)
-	return err != nil || len(valid) != len(paths)
+	for _, p := range a.WillBuild {
+		m.WillBuild = append(m.WillBuild, string(p))
+	}
+	for _, p := range a.Unknown {
+		m.Unknown = append(m.Unknown, string(p))
+	}
+	return m, nil
 }
 
 // BuildPaths realises targets. Opaque paths only: answered here from

@@ -34,6 +34,8 @@ const (
 	KindBuild           Kind = 0x0262 // answered with BuildEvent messages, then BuildResults or Error
 	KindBuildEvent      Kind = 0x0263
 	KindBuildResults    Kind = 0x0265
+	KindQueryMissing    Kind = 0x0266 // answered with Missing or Error
+	KindMissing         Kind = 0x0267
 
 	// storeproc channel (0x0310–0x031f)
 	KindParseDrv Kind = 0x0311 // the monitor's answer to Hello, and each next job
@@ -327,6 +329,31 @@ func (m BuildResults) Validate() error {
 	return nil
 }
 
+// QueryMissing asks what realising Targets would take (Nix's queryMissing,
+// without substituters): answered with Missing.
+type QueryMissing struct {
+	_msgpack struct{} `msgpack:",as_array"`
+	Targets  BuildTargets
+}
+
+func (QueryMissing) Kind() Kind { return KindQueryMissing }
+func (m QueryMissing) Validate() error {
+	return Build{Targets: m.Targets}.Validate()
+}
+
+// Missing answers QueryMissing: the derivations that would be built and the
+// paths nothing can produce.
+type Missing struct {
+	_msgpack  struct{} `msgpack:",as_array"`
+	WillBuild StorePaths
+	Unknown   StorePaths
+}
+
+func (Missing) Kind() Kind { return KindMissing }
+func (m Missing) Validate() error {
+	return firstErr(field("WillBuild", m.WillBuild.Validate()), field("Unknown", m.Unknown.Validate()))
+}
+
 var drvTable = []Spec{
 	row[ParseDrv](1),
 	row[Drv](0),
@@ -335,4 +362,6 @@ var drvTable = []Spec{
 	row[Build](0),
 	row[BuildEvent](0),
 	row[BuildResults](0),
+	row[QueryMissing](0),
+	row[Missing](0),
 }

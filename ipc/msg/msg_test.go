@@ -70,6 +70,8 @@ var samples = []Message{
 	&DrvOutputs{Names: Strings{"out"}, Paths: StorePaths{testP1}},
 	&Build{Targets: BuildTargets{{Path: testDrv, Built: true, Outputs: Strings{"out"}}, {Path: testP1}}, Mode: BuildModeNormal},
 	&BuildEvent{Type: EventLine, Drv: testDrv, Text: "building"},
+	&QueryMissing{Targets: BuildTargets{{Path: testDrv, Built: true}}},
+	&Missing{WillBuild: StorePaths{testDrv}, Unknown: StorePaths{testP1}},
 	&BuildResults{Results: BuildResultList{{Status: 0, TimesBuilt: 1, StartTime: 1, StopTime: 2, OutputNames: Strings{"out"}, OutputPaths: StorePaths{testP1}}}},
 }
 

@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -68,6 +69,7 @@ func buildScenario(t *testing.T, s *testenv.Store, in string) map[string]string 
 	a := testenv.Alice
 	nb := func(step string, args ...string) testenv.Result {
 		r := s.Run(t, a, nil, "nix-build", append([]string{"--no-out-link"}, args...)...)
+		out[step+" (stderr)"] = ansi.ReplaceAllString(r.Stderr, "")
 		if r.Err != nil {
 			out[step] = "error: " + lastError(r.Stderr)
 		} else {
@@ -107,6 +109,22 @@ func buildScenario(t *testing.T, s *testenv.Store, in string) map[string]string 
 	return out
 }
 
+// lockBuildUsers takes the machine-wide lock of the pnxbld build users for
+// the test: privnixd and nix-daemon kill every process of a build user
+// around each build, so no other test's builder may run as one meanwhile
+// (buildproc's tests hold the same lock).
+func lockBuildUsers(t *testing.T) {
+	t.Helper()
+	f, err := os.OpenFile("/tmp/privnix-test-build-users.lock", os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+}
+
 var ansi = regexp.MustCompile("\x1b\\[[0-9;]*m")
 
 // lastError returns the client's error message, from its first "error:".
@@ -121,6 +139,7 @@ func lastError(stderr string) string {
 func TestBuilds(t *testing.T) {
 	testenv.RequireRoot(t)
 	testenv.RequireNix(t)
+	lockBuildUsers(t)
 	s := testenv.NewStore(t, buildConf)
 	in := filepath.Join(s.Root, "in")
 	os.MkdirAll(in, 0o755)
@@ -248,6 +267,7 @@ func checkIdent(t *testing.T, s *testenv.Store, out string) {
 func TestBuildSchedule(t *testing.T) {
 	testenv.RequireRoot(t)
 	testenv.RequireNix(t)
+	lockBuildUsers(t)
 	s := testenv.NewStore(t, strings.Replace(buildConf, "build-users-group = privnix-test-bld", "build-users-group =\ntimeout = 2", 1))
 	s.SetPrivnixConf(t, "privnix-build-uids = 1879179264-1879179265\n")
 	in := filepath.Join(s.Root, "in")
@@ -352,6 +372,7 @@ func TestBuildSchedule(t *testing.T) {
 func TestSandboxedBuild(t *testing.T) {
 	testenv.RequireRoot(t)
 	testenv.RequireNix(t)
+	lockBuildUsers(t)
 	if _, err := os.Stat("/bin/busybox"); err != nil {
 		t.Skip("no static busybox (scripts/setup-test-host.sh installs busybox-static)")
 	}
@@ -413,6 +434,7 @@ func TestBuildOverhead(t *testing.T) {
 	}
 	testenv.RequireRoot(t)
 	testenv.RequireNix(t)
+	lockBuildUsers(t)
 	const n = 20
 	s := testenv.NewStore(t, buildConf)
 	in := filepath.Join(s.Root, "in")
