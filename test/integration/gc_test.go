@@ -550,3 +550,63 @@ func TestGCRuntimeRootsMatchNixDaemon(t *testing.T) {
 		t.Errorf("nix-daemon showed alice no censored runtime root: %s", want["roots alice"])
 	}
 }
+
+// buildRootScenario: nix-build's ./result is an indirect root of the built
+// output; with keep-derivations (the default) its .drv and input .drvs stay
+// too; once the link is gone, everything is garbage.
+func buildRootScenario(t *testing.T, s *testenv.Store, in string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	run := func(step, user string, args ...string) string {
+		t.Helper()
+		r := s.Run(t, user, nil, args[0], args[1:]...)
+		if r.Err != nil {
+			t.Fatalf("%s: %s %v: %v\nstderr: %s", step, args[0], args[1:], r.Err, r.Stderr)
+		}
+		out[step] = strings.TrimSpace(r.Stdout)
+		return out[step]
+	}
+	a, b := testenv.Alice, testenv.Bob
+	_, home := testenvHome(s, a)
+	run("build", a, "nix-build", filepath.Join(in, "chain.nix"))
+	out["roots alice"] = sortedLines(run("roots alice", a, "nix-store", "--gc", "--print-roots"))
+	out["roots bob"] = sortedLines(run("roots bob", b, "nix-store", "--gc", "--print-roots"))
+	out["live"] = sortedLines(run("live", a, "nix-store", "--gc", "--print-live"))
+	out["dead"] = sortedLines(run("dead", a, "nix-store", "--gc", "--print-dead"))
+	run("gc", a, "nix-store", "--gc")
+	out["after gc"] = storeEntries(t, s)
+	if err := os.Remove(filepath.Join(home, "result")); err != nil {
+		t.Fatal(err)
+	}
+	run("gc without result", a, "nix-store", "--gc")
+	out["final"] = storeEntries(t, s)
+	out["final roots"] = run("final roots", b, "nix-store", "--gc", "--print-roots")
+	return out
+}
+
+// nix-build's result link keeps its output (and, with keep-derivations, the
+// derivations) alive through privnixd as through nix-daemon.
+func TestGCBuildResultRoot(t *testing.T) {
+	testenv.RequireRoot(t)
+	testenv.RequireNix(t)
+	s := testenv.NewStore(t, buildConf)
+	in := filepath.Join(s.Root, "in")
+	os.MkdirAll(in, 0o755)
+	buildExprs(t, in)
+
+	nd := testenv.StartNixDaemon(t, s)
+	want := buildRootScenario(t, s, in)
+	nd.Stop(t)
+	s.Reset(t)
+
+	testenv.StartPrivnixd(t, s)
+	got := buildRootScenario(t, s, in)
+	for step, w := range want {
+		if got[step] != w {
+			t.Errorf("%s: privnixd gave\n%s\nnix-daemon gave\n%s", step, got[step], w)
+		}
+	}
+	if !strings.Contains(want["roots alice"], "/result -> ") || want["dead"] == "" {
+		t.Errorf("nix-daemon: roots %q, dead %q", want["roots alice"], want["dead"])
+	}
+}
