@@ -69,6 +69,7 @@ type outcome struct {
 	built  bool
 	start  time.Time
 	stop   time.Time
+	ready  chan struct{} // closed when the fields above are final
 }
 
 func (o *outcome) ok() bool { return o.status == statusBuilt || o.status == statusAlreadyValid }
@@ -77,7 +78,8 @@ func (o *outcome) ok() bool { return o.status == statusBuilt || o.status == stat
 type buildRequest struct {
 	s      *session
 	sendMu sync.Mutex
-	done   map[storepath.Path]*outcome
+	mu     sync.Mutex
+	done   map[storepath.Path]*outcome // guarded by mu
 }
 
 // event sends a BuildEvent to the frontend (from the handler or a log
@@ -103,13 +105,25 @@ func handleBuild(s *session, req msg.Message, _ []*os.File) (reply, error) {
 	}
 	r := &buildRequest{s: s, done: map[storepath.Path]*outcome{}}
 	results := make(msg.BuildResultList, len(b.Targets))
+	paths := make([]storepath.Path, len(b.Targets))
 	for i, t := range b.Targets {
 		p, err := s.path(t.Path)
 		if err != nil {
 			return reply{}, err
 		}
-		results[i] = r.target(p, t)
+		paths[i] = p
 	}
+	// Targets and, below, input derivations are realised concurrently: the
+	// job slots (max-jobs) and build users bound what really runs.
+	var wg sync.WaitGroup
+	for i, t := range b.Targets {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			results[i] = r.target(paths[i], t)
+		}()
+	}
+	wg.Wait()
 	return answer(&msg.BuildResults{Results: results}), nil
 }
 
@@ -174,12 +188,17 @@ func (s *session) drvMessage(err error) string {
 // realise makes v's outputs valid: its input derivations first, then v
 // itself if one of its outputs is missing.
 func (r *buildRequest) realise(v *verifiedDrv, depth int) *outcome {
+	r.mu.Lock()
 	if o := r.done[v.path]; o != nil {
+		r.mu.Unlock()
+		<-o.ready // the graph is acyclic: this ends
 		return o
 	}
 	m := r.s.m
-	o := &outcome{}
+	o := &outcome{ready: make(chan struct{})}
 	r.done[v.path] = o
+	r.mu.Unlock()
+	defer close(o.ready)
 	if err := m.registerDrvOutputs(v); err != nil {
 		o.status, o.msg = statusMiscFailure, "recording derivation outputs failed in privnixd"
 		r.s.log.Error("recording derivation outputs", "err", err)
@@ -193,14 +212,28 @@ func (r *buildRequest) realise(v *verifiedDrv, depth int) *outcome {
 		return o
 	}
 	failed := 0
-	for _, in := range v.d.InputDrvs {
+	ivs := make([]*verifiedDrv, len(v.d.InputDrvs))
+	ios := make([]*outcome, len(v.d.InputDrvs))
+	for i, in := range v.d.InputDrvs {
 		ip, _ := m.store.dir.Parse(in.Path)
 		iv, err := m.verifyDrv(ip)
 		if err != nil {
 			o.status, o.msg = statusMiscFailure, r.s.drvMessage(err)
 			return o
 		}
-		io := r.realise(iv, depth+1)
+		ivs[i] = iv
+	}
+	var wg sync.WaitGroup
+	for i := range ivs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ios[i] = r.realise(ivs[i], depth+1)
+		}()
+	}
+	wg.Wait()
+	for i, in := range v.d.InputDrvs {
+		iv, io := ivs[i], ios[i]
 		if !io.ok() {
 			failed++
 			continue

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -344,6 +345,38 @@ func TestBuildSchedule(t *testing.T) {
 		}
 	}
 
+	// One client, four independent derivations: built two at a time.
+	os.WriteFile(filepath.Join(in, "list.nix"), []byte(`map (n: import ./par.nix { n = "list-${toString n}"; }) [ 1 2 3 4 ]`), 0o644)
+	lr := s.Run(t, testenv.Alice, nil, "nix-build", "--no-out-link", filepath.Join(in, "list.nix"))
+	if lr.Err != nil {
+		t.Fatalf("list: %v\n%s", lr.Err, lr.Stderr)
+	}
+	var listSpans []span
+	for _, out := range strings.Fields(lr.Stdout) {
+		b, err := os.ReadFile(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := strings.Fields(string(b))
+		st, _ := strconv.ParseInt(f[1], 10, 64)
+		en, _ := strconv.ParseInt(f[2], 10, 64)
+		listSpans = append(listSpans, span{f[0], st, en})
+	}
+	overlapped := false
+	for i, x := range listSpans {
+		for _, y := range listSpans[i+1:] {
+			if x.start < y.end && y.start < x.end {
+				overlapped = true
+				if x.uid == y.uid {
+					t.Errorf("two builds overlapped as uid %s", x.uid)
+				}
+			}
+		}
+	}
+	if len(listSpans) != 4 || !overlapped {
+		t.Errorf("a list of 4 derivations with max-jobs 2: %d built, some at once: %v", len(listSpans), overlapped)
+	}
+
 	// A builder that outlives timeout is killed.
 	os.WriteFile(filepath.Join(in, "slow.nix"), []byte(`derivation { name = "slow"; system = "x86_64-linux"; builder = "/bin/sh";
   args = [ "-c" "echo started; /bin/sleep 30; echo > $out" ]; }`), 0o644)
@@ -457,4 +490,103 @@ func TestBuildOverhead(t *testing.T) {
 	nd := testenv.StartNixDaemon(t, s)
 	bench("nix-daemon")
 	nd.Stop(t)
+}
+
+// TestHostileBuilder: a builder (sandbox = false, the host visible
+// read-only) tries to harm the host and the store; nothing it does
+// survives: the root-owned sentinel and its input are unchanged, its output
+// is canonical (no setuid bit, no hard link to the sentinel), and no
+// process of a build user is left.
+func TestHostileBuilder(t *testing.T) {
+	testenv.RequireRoot(t)
+	testenv.RequireNix(t)
+	lockBuildUsers(t)
+	s := testenv.NewStore(t, buildConf)
+	in := filepath.Join(s.Root, "in")
+	os.MkdirAll(in, 0o755)
+	sdir, err := os.MkdirTemp("/var/tmp", "privnix-sentinel-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(sdir)
+	os.Chmod(sdir, 0o755)
+	sentinel := filepath.Join(sdir, "sentinel")
+	os.WriteFile(sentinel, []byte("sentinel\n"), 0o644)
+	os.WriteFile(filepath.Join(in, "input.txt"), []byte("input\n"), 0o644)
+	os.WriteFile(filepath.Join(in, "hostile.nix"), []byte(`derivation { name = "hostile"; system = "x86_64-linux"; builder = "/bin/sh";
+  sentinel = "`+sentinel+`"; src = ./input.txt;
+  args = [ "-c" ''
+    /bin/mkdir $out
+    echo x > $out/suid; /bin/chmod 4755 $out/suid && echo "setuid file created"
+    /bin/chmod 4755 $out && echo "setuid dir"
+    /bin/ln $sentinel $out/hardlink && echo "hard link to the sentinel"
+    /bin/ln -s $sentinel $out/symlink
+    echo pwned > $sentinel && echo "sentinel written"
+    echo pwned >> $src && echo "input written"
+    /bin/mkdir $NIX_STORE/squat && echo "store squatted"
+    /bin/chmod 777 $NIX_BUILD_TOP && echo "build dir opened"
+    (/bin/sleep 1000 &) ; /bin/sleep 1000 &
+    echo done > $out/log
+  '' ]; }`), 0o644)
+	testenv.StartPrivnixd(t, s)
+	r := s.Run(t, testenv.Alice, nil, "nix-build", "--no-out-link", filepath.Join(in, "hostile.nix"))
+	t.Logf("nix-build: %v\n%s", r.Err, r.Stderr)
+	if b, _ := os.ReadFile(sentinel); string(b) != "sentinel\n" {
+		t.Errorf("sentinel now %q", b)
+	}
+	if _, err := os.Stat(filepath.Join(s.StoreDir, "squat")); err == nil {
+		t.Error("the builder created a name in the store")
+	}
+	ents, _ := os.ReadDir(s.StoreDir)
+	for _, e := range ents {
+		if strings.HasSuffix(e.Name(), "-input.txt") {
+			if b, _ := os.ReadFile(filepath.Join(s.StoreDir, e.Name())); string(b) != "input\n" {
+				t.Errorf("input now %q", b)
+			}
+		}
+	}
+	if out := strings.TrimSpace(r.Stdout); r.Err == nil {
+		filepath.Walk(out, func(p string, fi os.FileInfo, err error) error {
+			if err != nil {
+				return err
+			}
+			st := fi.Sys().(*syscall.Stat_t)
+			writable := fi.Mode()&os.ModeSymlink == 0 && fi.Mode()&0o222 != 0
+			if st.Uid != 0 || fi.Mode()&(os.ModeSetuid|os.ModeSetgid) != 0 || writable || (fi.Mode().IsRegular() && st.Nlink != 1) {
+				t.Errorf("%s: uid %d, mode %v, %d links", p, st.Uid, fi.Mode(), st.Nlink)
+			}
+			return nil
+		})
+	}
+	// Nothing of the build survives it.
+	for i := 1; i <= 8; i++ {
+		uid, err := userLookup(fmt.Sprintf("pnxbld%d", i))
+		if err != nil {
+			continue
+		}
+		if pids := uidProcesses(uint32(uid)); len(pids) > 0 {
+			t.Errorf("processes of pnxbld%d left: %v", i, pids)
+		}
+	}
+}
+
+// uidProcesses lists the processes with uid among their real, effective
+// and saved uids.
+func uidProcesses(uid uint32) []string {
+	ents, _ := os.ReadDir("/proc")
+	var out []string
+	for _, e := range ents {
+		b, err := os.ReadFile("/proc/" + e.Name() + "/status")
+		if err != nil {
+			continue
+		}
+		for _, l := range strings.Split(string(b), "\n") {
+			if f, ok := strings.CutPrefix(l, "Uid:"); ok {
+				if slices.Contains(strings.Fields(f)[:3], strconv.FormatUint(uint64(uid), 10)) {
+					out = append(out, e.Name())
+				}
+			}
+		}
+	}
+	return out
 }
