@@ -53,13 +53,10 @@ type builds struct {
 	m     *Monitor
 	drvs  drvMemo
 	users *buildUsers
-	slots chan struct{} // max-jobs
 }
 
 func newBuilds(m *Monitor) *builds {
-	n := int(m.cfg.Settings.MaxJobs)
-	return &builds{m: m, drvs: drvMemo{m: map[storepath.Path]*verifiedDrv{}}, users: newBuildUsers(m),
-		slots: make(chan struct{}, max(n, 1))}
+	return &builds{m: m, drvs: drvMemo{m: map[storepath.Path]*verifiedDrv{}}, users: newBuildUsers(m)}
 }
 
 // outcome is how one derivation's realisation went, within one request.
@@ -77,6 +74,8 @@ func (o *outcome) ok() bool { return o.status == statusBuilt || o.status == stat
 // buildRequest is one Build being answered.
 type buildRequest struct {
 	s      *session
+	set    *conf.Settings // the connection's settings (nix.conf and SetOptions)
+	slots  chan struct{}  // max-jobs: as nix-daemon, per connection
 	sendMu sync.Mutex
 	mu     sync.Mutex
 	done   map[storepath.Path]*outcome // guarded by mu
@@ -103,7 +102,8 @@ func handleBuild(s *session, req msg.Message, _ []*os.File) (reply, error) {
 	if b.Mode != msg.BuildModeNormal {
 		return answer(&msg.Error{Class: msg.ClassUnsupported, Message: "privnix does not check or repair builds yet"}), nil
 	}
-	r := &buildRequest{s: s, done: map[storepath.Path]*outcome{}}
+	set := s.settings()
+	r := &buildRequest{s: s, set: set, slots: make(chan struct{}, max(int(set.MaxJobs), 1)), done: map[storepath.Path]*outcome{}}
 	results := make(msg.BuildResultList, len(b.Targets))
 	paths := make([]storepath.Path, len(b.Targets))
 	for i, t := range b.Targets {
@@ -309,17 +309,17 @@ func (r *buildRequest) build(v *verifiedDrv, o *outcome) {
 		o.status = statusAlreadyValid
 		return
 	}
-	if m.cfg.Settings.MaxJobs == 0 {
+	if r.set.MaxJobs == 0 {
 		o.status = statusMiscFailure
 		o.msg = "unable to start any build; either increase '--max-jobs' or enable remote builds.\nhttps://nixos.org/manual/nix/stable/advanced-topics/distributed-builds.html"
 		return
 	}
-	if msg := m.builds.checkPlatform(v); msg != "" {
+	if msg := checkPlatform(r.set, m.store.dir, v); msg != "" {
 		o.status, o.msg = statusMiscFailure, msg
 		return
 	}
-	m.builds.slots <- struct{}{}
-	defer func() { <-m.builds.slots }()
+	r.slots <- struct{}{}
+	defer func() { <-r.slots }()
 	u, err := m.builds.users.get()
 	if err != nil {
 		o.status, o.msg = statusMiscFailure, err.Error()
@@ -334,8 +334,7 @@ func (r *buildRequest) build(v *verifiedDrv, o *outcome) {
 
 // checkPlatform is Nix's platform check (6.9 step 2; system features are
 // not checked yet).
-func (b *builds) checkPlatform(v *verifiedDrv) string {
-	set := b.m.cfg.Settings
+func checkPlatform(set *conf.Settings, dir storepath.Dir, v *verifiedDrv) string {
 	system := set.System
 	if system == "" {
 		system = "x86_64-linux"
@@ -345,13 +344,13 @@ func (b *builds) checkPlatform(v *verifiedDrv) string {
 		return ""
 	}
 	return fmt.Sprintf("a '%s' with features {} is required to build '%s', but I am a '%s' with features {%s}",
-		yellow(p), yellow(b.m.store.dir.String(v.path)), yellow(system), strings.Join(set.SystemFeatures, ", "))
+		yellow(p), yellow(dir.String(v.path)), yellow(system), strings.Join(set.SystemFeatures, ", "))
 }
 
 // sandboxFor decides the sandbox mode of v's build (6.9 step 5).
-func (b *builds) sandboxFor(v *verifiedDrv) (uint64, error) {
+func sandboxFor(set *conf.Settings, dir storepath.Dir, v *verifiedDrv) (uint64, error) {
 	noChroot, _ := v.d.Getenv("__noChroot")
-	switch b.m.cfg.Settings.Sandbox {
+	switch set.Sandbox {
 	case conf.SandboxOff:
 		return msg.SandboxOff, nil
 	case conf.SandboxRelaxed:
@@ -361,7 +360,7 @@ func (b *builds) sandboxFor(v *verifiedDrv) (uint64, error) {
 		return msg.SandboxOn, nil
 	}
 	if noChroot == "1" {
-		return 0, fmt.Errorf("derivation '%s' has '__noChroot' set, but that's not allowed when 'sandbox' is 'true'", b.m.store.dir.String(v.path))
+		return 0, fmt.Errorf("derivation '%s' has '__noChroot' set, but that's not allowed when 'sandbox' is 'true'", dir.String(v.path))
 	}
 	return msg.SandboxOn, nil
 }

@@ -18,6 +18,7 @@ import (
 	"privnix/ipc/msg"
 	"privnix/monitor/storedb"
 	"privnix/monitor/storefs"
+	"privnix/nix/conf"
 	"privnix/nix/drv"
 	"privnix/nix/nixhash"
 	"privnix/nix/storepath"
@@ -32,7 +33,7 @@ func (r *buildRequest) run(v *verifiedDrv, u buildUser, o *outcome) {
 		r.s.log.Error("build failed in privnixd", "drv", shownDrv, "step", what, "err", err)
 		fail(statusMiscFailure, fmt.Sprintf("building '%s' failed in privnixd (%s); see its log", shownDrv, what))
 	}
-	b, err := m.prepareBuild(r.s, v, u)
+	b, err := m.prepareBuild(r.s, r.set, v, u)
 	if err != nil {
 		var de *drvErr
 		if errors.As(err, &de) {
@@ -104,6 +105,7 @@ func statusText(ws syscall.WaitStatus) string {
 // preparedBuild is everything one build holds.
 type preparedBuild struct {
 	m       *Monitor
+	set     *conf.Settings
 	v       *verifiedDrv
 	u       buildUser
 	root    *storefs.Staging // the build root: root-owned 0700, holding store/ and build/
@@ -122,8 +124,7 @@ func (b *preparedBuild) cleanup() {
 }
 
 // prepareBuild computes the build's job (6.9, 6.10) and creates its tree.
-func (m *Monitor) prepareBuild(s *session, v *verifiedDrv, u buildUser) (*preparedBuild, error) {
-	set := m.cfg.Settings
+func (m *Monitor) prepareBuild(s *session, set *conf.Settings, v *verifiedDrv, u buildUser) (*preparedBuild, error) {
 	dir := m.store.dir
 	shownDrv := dir.String(v.path)
 	if _, ok := v.d.Getenv("__json"); ok {
@@ -135,7 +136,7 @@ func (m *Monitor) prepareBuild(s *session, v *verifiedDrv, u buildUser) (*prepar
 	if err := msg.ValidAbsPath(v.d.Builder); err != nil {
 		return nil, drvFail(errBadDrv, "derivation '%s': builder '%s' is not an absolute path", shownDrv, v.d.Builder)
 	}
-	sandbox, err := m.builds.sandboxFor(v)
+	sandbox, err := sandboxFor(set, dir, v)
 	if err != nil {
 		return nil, drvFail(errBadDrv, "%v", err)
 	}
@@ -156,7 +157,7 @@ func (m *Monitor) prepareBuild(s *session, v *verifiedDrv, u buildUser) (*prepar
 			}
 		}
 	}
-	b := &preparedBuild{m: m, v: v, u: u, inputs: inputs, network: v.kind == drv.FixedOutput}
+	b := &preparedBuild{m: m, set: set, v: v, u: u, inputs: inputs, network: v.kind == drv.FixedOutput}
 	if b.root, err = m.store.files().NewStaging(u.uid, u.gid); err != nil {
 		return nil, err
 	}
@@ -387,7 +388,7 @@ func (m *Monitor) runBuilder(b *preparedBuild, onLine func(string)) (*builderRes
 	logDone := make(chan struct{})
 	go func() {
 		defer close(logDone)
-		readLog(pr, int(m.cfg.Settings.LogLines), res, onLine)
+		readLog(pr, int(b.set.LogLines), res, onLine)
 	}()
 	c.conn.SetReadDeadline(time.Now().Add(5 * time.Minute))
 	ans, fds, err := c.conn.Recv()
@@ -399,7 +400,7 @@ func (m *Monitor) runBuilder(b *preparedBuild, onLine func(string)) (*builderRes
 	}
 	// timeout and max-silent-time end the whole build (its PID namespace).
 	var timeout <-chan time.Time
-	set := m.cfg.Settings
+	set := b.set
 	if set.Timeout > 0 {
 		timeout = time.After(time.Duration(set.Timeout) * time.Second)
 	}
