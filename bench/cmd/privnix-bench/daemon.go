@@ -116,6 +116,9 @@ func (s *Store) Run(ctx context.Context, stdin []byte, name string, args ...stri
 		if why == "" {
 			why = lastLines(errb.String(), 3)
 		}
+		if k := "failed due to signal 9 (Killed)"; strings.Contains(errb.String(), k) && !strings.Contains(why, k) {
+			why += " (a builder " + k + ")" // the chain's first failure, for the retry in runGroup
+		}
 		return out.String(), fmt.Errorf("%s %s: %v: %s", name, strings.Join(shortArgs(args), " "), err, why)
 	}
 	return out.String(), nil

@@ -46,8 +46,8 @@ type Workload struct {
 	// Load is the load generator's job (kindLoad).
 	Load LoadSpec
 	// Reps overrides the repetition count (the load workloads run once:
-	// their duration is the repetition); MaxReps caps it (the builds, to keep
-	// make bench near 10 minutes on 2 cores).
+	// their duration is the repetition); MaxReps caps it (builds and GC, to
+	// keep make bench near 10 minutes on 2 cores).
 	Reps, MaxReps int
 }
 
@@ -287,7 +287,7 @@ func groups(in *Inputs, self string, loadDur time.Duration) []*Group {
 				Run: func(ctx context.Context, t *Target, rep int) error { return build(ctx, t, rep, buildsChain, true) }},
 		}},
 		{Name: "gc", Workloads: []*Workload{
-			{ID: "gc-2000", Title: "`nix-store --gc` of 2,000 dead paths", Kind: kindWall,
+			{ID: "gc-2000", Title: "`nix-store --gc` of 2,000 dead paths", Kind: kindWall, MaxReps: 3,
 				Pre: func(ctx context.Context, t *Target, rep int) error {
 					dir := filepath.Join(in.GCDir, seed(t, rep))
 					if err := os.MkdirAll(dir, 0o755); err != nil {
