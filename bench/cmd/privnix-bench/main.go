@@ -380,6 +380,10 @@ func (r *runner) profile(ctx context.Context, in *Inputs, self string, rep *Repo
 					p.Files = append(p.Files, m...)
 				}
 				p.Note = "go tool pprof -top " + filepath.Join(r.cfg.BinDir, "privnixd") + " " + prof
+				if !strings.Contains(string(help), "--frontend-cpuprofile-dir") {
+					p.Note += " (the monitor only: frontends are not profiled until privnixd has --frontend-cpuprofile-dir DIR, " +
+						"the monitor opening a file per frontend and handing it the fd)"
+				}
 				return p
 			}
 		}
