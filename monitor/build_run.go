@@ -642,6 +642,9 @@ func (m *Monitor) registerOutputs(s *session, b *preparedBuild) (uint64, string,
 	for _, so := range sealed {
 		infos = append(infos, so.info)
 	}
+	if text, err := m.checkOutputRefs(v, infos); err != nil || text != "" {
+		return statusOutputRejected, text, err
+	}
 	err := m.store.with(func(db *storedb.DB) error {
 		var todo []storedb.PathInfo
 		for i, so := range sealed {
@@ -684,4 +687,87 @@ func sealedNarHash(st *storefs.Staging, algo nixhash.Algo, res storefs.Sealed) (
 		return nixhash.Hash{}, err
 	}
 	return nixhash.Hash{Algo: algo, Digest: h.Sum(nil)}, nil
+}
+
+// checkOutputRefs applies allowedReferences, allowedRequisites,
+// disallowedReferences and disallowedRequisites (6.11) to each output; it
+// returns Nix's message for the first violation ("" if none).
+func (m *Monitor) checkOutputRefs(v *verifiedDrv, infos []storedb.PathInfo) (string, error) {
+	dir := m.store.dir
+	byPath := map[storepath.Path]storedb.PathInfo{}
+	for _, i := range infos {
+		byPath[i.Path] = i
+	}
+	// closure of an output: through this build's outputs, then the database.
+	closure := func(p storepath.Path) (map[storepath.Path]bool, error) {
+		seen := map[storepath.Path]bool{}
+		var valid []storepath.Path
+		todo := []storepath.Path{p}
+		for len(todo) > 0 {
+			q := todo[len(todo)-1]
+			todo = todo[:len(todo)-1]
+			if seen[q] {
+				continue
+			}
+			seen[q] = true
+			if i, ok := byPath[q]; ok {
+				todo = append(todo, i.References...)
+			} else {
+				valid = append(valid, q)
+			}
+		}
+		more, err := m.closure(valid)
+		for _, q := range more {
+			seen[q] = true
+		}
+		return seen, err
+	}
+	for _, info := range infos {
+		for _, c := range []struct {
+			attr               string
+			allowed, recursive bool
+		}{
+			{"allowedReferences", true, false}, {"allowedRequisites", true, true},
+			{"disallowedReferences", false, false}, {"disallowedRequisites", false, true},
+		} {
+			val, ok := v.d.Getenv(c.attr)
+			if !ok {
+				continue
+			}
+			spec := map[storepath.Path]bool{}
+			for _, tok := range strings.Fields(val) {
+				if p, err := dir.Parse(tok); err == nil {
+					spec[p] = true
+				} else if p, ok := v.outputs[tok]; ok {
+					spec[p] = true
+				} else {
+					return fmt.Sprintf("derivation contains an illegal reference specifier '%s'", yellow(tok)), nil
+				}
+			}
+			used := map[storepath.Path]bool{}
+			if c.recursive {
+				var err error
+				if used, err = closure(info.Path); err != nil {
+					return "", err
+				}
+				delete(used, info.Path)
+			} else {
+				for _, r := range info.References {
+					used[r] = true
+				}
+			}
+			var bad []string
+			for p := range used {
+				if spec[p] != c.allowed {
+					bad = append(bad, dir.String(p))
+				}
+			}
+			if len(bad) > 0 {
+				slices.Sort(bad)
+				return fmt.Sprintf("output '%s' is not allowed to refer to the following paths:%s",
+					yellow(dir.String(info.Path)), yellow("\n  "+strings.Join(bad, "\n  "))), nil
+			}
+		}
+	}
+	return "", nil
 }

@@ -41,6 +41,11 @@ in derivation { name = "chain-c"; system = "x86_64-linux"; builder = "/bin/sh";
   args = [ "-c" "/bin/mkdir $out; { /bin/cat ${b}; echo c; } > $out/file; echo ${b} > $out/ref" ]; }`,
 		"multi.nix": `derivation { name = "multi"; system = "x86_64-linux"; builder = "/bin/sh"; outputs = [ "out" "dev" "doc" ];
   args = [ "-c" "echo $dev > $out; /bin/mkdir $dev; echo hi > $dev/file; echo doc > $doc" ]; }`,
+		"refs.nix": `{ check }: let dep = import ./trivial.nix; in derivation ({ name = "refs-${check}"; system = "x86_64-linux"; builder = "/bin/sh";
+  args = [ "-c" "echo ${dep} > $out" ]; } // (if check == "allowed" then { allowedReferences = [ dep ]; }
+  else if check == "disallowed" then { disallowedReferences = [ dep ]; }
+  else if check == "requisites" then { allowedRequisites = [ "out" ]; }
+  else { allowedReferences = [ "nonsense" ]; }))`,
 		"fail.nix": `derivation { name = "fail"; system = "x86_64-linux"; builder = "/bin/sh";
   args = [ "-c" "for i in 1 2 3 4 5 6 7 8 9 10 11 12; do echo line-$i; done; echo to-stderr >&2; exit 3" ]; }`,
 		"depfail.nix": `let f = import ./fail.nix; in derivation { name = "depfail"; system = "x86_64-linux"; builder = "/bin/sh";
@@ -83,6 +88,9 @@ func buildScenario(t *testing.T, s *testenv.Store, in string) map[string]string 
 	nb("chain", filepath.Join(in, "chain.nix"))
 	nb("multi", filepath.Join(in, "multi.nix"))
 	nb("multi dev", filepath.Join(in, "multi.nix"), "-A", "dev")
+	for _, c := range []string{"allowed", "disallowed", "requisites", "illegal"} {
+		nb("references "+c, filepath.Join(in, "refs.nix"), "--argstr", "check", c)
+	}
 	nb("fail", filepath.Join(in, "fail.nix"))
 	nb("depfail", filepath.Join(in, "depfail.nix"))
 	nb("fixed right", filepath.Join(in, "fixed.nix"), "--argstr", "hash", fixedRight)
@@ -167,7 +175,7 @@ func TestBuilds(t *testing.T) {
 	t.Logf("privnixd: scenario in %v", elapsed)
 
 	for step, want := range map[string]string{
-		"trivial": "-trivial", "chain": "-chain-c", "fixed right": "-fixed",
+		"trivial": "-trivial", "chain": "-chain-c", "fixed right": "-fixed", "references allowed": "-refs-allowed",
 	} {
 		if !strings.HasSuffix(got[step], want) || !strings.HasPrefix(got[step], s.StoreDir+"/") {
 			t.Errorf("%s: %q", step, got[step])
@@ -189,6 +197,9 @@ func TestBuilds(t *testing.T) {
 		"depfail":               "1 dependencies of derivation",
 		"fixed wrong":           "hash mismatch in fixed-output derivation",
 		"fixed recursive wrong": "hash mismatch in fixed-output derivation",
+		"references disallowed": "is not allowed to refer to the following paths:\n  " + got["trivial"],
+		"references requisites": "is not allowed to refer to the following paths:\n  " + got["trivial"],
+		"references illegal":    "derivation contains an illegal reference specifier 'nonsense'",
 	} {
 		if !strings.Contains(unindent(got[step]), want) {
 			t.Errorf("%s: %q, want it to contain %q", step, got[step], want)
