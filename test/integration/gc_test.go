@@ -164,12 +164,28 @@ func gcScenario(t *testing.T, s *testenv.Store, in string) (map[string]string, m
 	auto, _ := filepath.Glob(filepath.Join(gcroots, "auto", "*"))
 	out["auto links"] = fmt.Sprint(len(auto))
 
-	run("add e", a, "nix-store", "--add", filepath.Join(in, "e.txt"))
+	pe := run("add e", a, "nix-store", "--add", filepath.Join(in, "e.txt"))
+	waitDead(t, s, pe)
 	run("collect-garbage", a, "nix-collect-garbage")
 	out["final"] = storeEntries(t, s)
 	out["final live"] = sortedLines(run("final live", b, "nix-store", "--gc", "--print-live"))
 	out["final dead"] = run("final dead", b, "nix-store", "--gc", "--print-dead")
 	return out, stderr
+}
+
+// waitDead waits until p is dead: a connection's temporary roots go when
+// the daemon has seen it end, a moment after the client closed it (for
+// nix-daemon, when the connection's process has exited).
+func waitDead(t *testing.T, s *testenv.Store, p string) {
+	t.Helper()
+	for i := 0; i < 200; i++ {
+		r := s.Run(t, testenv.Bob, nil, "nix-store", "--gc", "--print-dead")
+		if r.Err == nil && slices.Contains(strings.Fields(r.Stdout), p) {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("%s is still alive long after its connection ended", p)
 }
 
 // testenvHome is the HOME testenv.Store.Run gives a user.
@@ -254,7 +270,7 @@ func TestFindRootsCensorsTempRoots(t *testing.T) {
 		t.Errorf("after --gc, the held path: %v (gc: %v %s)", err, r.Err, r.Stderr)
 	}
 	c.close()
-	time.Sleep(100 * time.Millisecond) // the monitor drops the connection's roots
+	waitDead(t, s, p)
 	if r := s.Run(t, testenv.Alice, nil, "nix-store", "--gc"); r.Err != nil || !strings.Contains(r.Stdout, "1 store paths deleted") {
 		t.Errorf("--gc once the connection ended: %v %q %s", r.Err, r.Stdout, r.Stderr)
 	}
@@ -489,7 +505,7 @@ func runtimeScenario(t *testing.T, s *testenv.Store, in string) map[string]strin
 	}
 	a, b := testenv.Alice, testenv.Bob
 	held := run("add held", a, "nix-store", "--add", filepath.Join(in, "d.txt"))
-	run("add free", a, "nix-store", "--add", filepath.Join(in, "e.txt"))
+	waitDead(t, s, run("add free", a, "nix-store", "--add", filepath.Join(in, "e.txt")))
 	uid, err := userLookup(a)
 	if err != nil {
 		t.Fatal(err)
@@ -569,6 +585,14 @@ func buildRootScenario(t *testing.T, s *testenv.Store, in string) map[string]str
 	a, b := testenv.Alice, testenv.Bob
 	_, home := testenvHome(s, a)
 	run("build", a, "nix-build", filepath.Join(in, "chain.nix"))
+	// The build's connection held its paths as temporary roots: wait until
+	// it is gone and chain-a's output (referred to by nothing) is dead.
+	for i := 0; i < 200; i++ {
+		if r := s.Run(t, b, nil, "nix-store", "--gc", "--print-dead"); r.Err == nil && strings.Contains(r.Stdout, "-chain-a\n") {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	out["roots alice"] = sortedLines(run("roots alice", a, "nix-store", "--gc", "--print-roots"))
 	out["roots bob"] = sortedLines(run("roots bob", b, "nix-store", "--gc", "--print-roots"))
 	out["live"] = sortedLines(run("live", a, "nix-store", "--gc", "--print-live"))
@@ -589,6 +613,7 @@ func buildRootScenario(t *testing.T, s *testenv.Store, in string) map[string]str
 func TestGCBuildResultRoot(t *testing.T) {
 	testenv.RequireRoot(t)
 	testenv.RequireNix(t)
+	lockBuildUsers(t)
 	s := testenv.NewStore(t, buildConf)
 	in := filepath.Join(s.Root, "in")
 	os.MkdirAll(in, 0o755)
