@@ -57,6 +57,12 @@ func (st *storeState) cleanPending(m *Monitor) error {
 	}
 	for _, p := range pending {
 		m.log.Warn("removing a path left pending by a crash", "path", st.dir.String(p))
+		// A crash between "pending" and the rename leaves nothing to remove.
+		if ok, err := st.fs.Exists(p.Base()); err != nil {
+			return fmt.Errorf("looking for pending %s: %w", p.Base(), err)
+		} else if !ok {
+			continue
+		}
 		if err := st.fs.Delete(p.Base()); err != nil {
 			return fmt.Errorf("removing pending %s: %w", p.Base(), err)
 		}
