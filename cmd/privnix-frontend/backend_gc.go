@@ -9,9 +9,26 @@ import (
 	"privnix/ipc/msg"
 )
 
-// maxGCPathsPerRequest keeps a CollectGarbage request inside one frame; a
-// longer `nix-store --delete` list is served by several collections.
-const maxGCPathsPerRequest = 512
+// A CollectGarbage request carries at most maxGCPathsPerRequest paths and
+// maxGCPathBytes bytes of them, inside one frame; a longer `nix-store
+// --delete` list is served by several collections.
+const (
+	maxGCPathsPerRequest = 512
+	maxGCPathBytes       = msg.MaxBody / 2
+)
+
+// gcChunk is how many of paths the next request takes (at least one).
+func gcChunk(paths []string) int {
+	n, size := 0, 0
+	for n < len(paths) && n < maxGCPathsPerRequest {
+		size += len(paths[n]) + 8
+		if n > 0 && size > maxGCPathBytes {
+			break
+		}
+		n++
+	}
+	return n
+}
 
 // CollectGarbage asks the monitor to collect, and shows the client what
 // nix-daemon logs meanwhile ("finding garbage collector roots...", one
@@ -30,7 +47,7 @@ func (b *backend) CollectGarbage(ctx context.Context, req frontend.GCRequest) (f
 	var res frontend.GCResult
 	paths := req.Paths
 	for first := true; first || len(paths) > 0; first = false {
-		n := min(len(paths), maxGCPathsPerRequest)
+		n := gcChunk(paths)
 		maxFreed := req.MaxFreed
 		if deleting && !first {
 			if res.BytesFreed > maxFreed {
