@@ -53,6 +53,9 @@ type builds struct {
 	m     *Monitor
 	drvs  drvMemo
 	users *buildUsers
+
+	parserMu sync.Mutex
+	parser   *drvParser // the derivation parser (a storeproc), started when first needed; guarded by parserMu
 }
 
 func newBuilds(m *Monitor) *builds {

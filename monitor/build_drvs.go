@@ -196,9 +196,20 @@ func (m *Monitor) verifyDrv(p storepath.Path) (*verifiedDrv, error) {
 	if v := m.builds.drvs.get(p); v != nil {
 		return v, nil
 	}
-	parser := &drvParser{m: m}
-	defer parser.close()
-	return m.verifyDrvWith(parser, p, map[storepath.Path]bool{}, 0)
+	// One parser serves every walk: spawning a storeproc per .drv would cost
+	// more than parsing it. Reusing it is safe for integrity: whatever a
+	// parser says is printed back and compared with the file, so a parser
+	// subverted by one .drv can make others be refused, never accepted.
+	b := m.builds
+	b.parserMu.Lock()
+	defer b.parserMu.Unlock()
+	if v := m.builds.drvs.get(p); v != nil {
+		return v, nil
+	}
+	if b.parser == nil {
+		b.parser = &drvParser{m: m}
+	}
+	return m.verifyDrvWith(b.parser, p, map[storepath.Path]bool{}, 0)
 }
 
 func (m *Monitor) verifyDrvWith(parser *drvParser, p storepath.Path, walking map[storepath.Path]bool, depth int) (*verifiedDrv, error) {

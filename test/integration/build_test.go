@@ -388,6 +388,55 @@ func TestBuildSchedule(t *testing.T) {
 		t.Errorf("a list of 4 derivations with max-jobs 2: %d built, some at once: %v", len(listSpans), overlapped)
 	}
 
+	// 300 independent derivations in one nix-build: all built, two at a
+	// time at most, never two at once as one uid.
+	if !testing.Short() {
+		os.WriteFile(filepath.Join(in, "many.nix"), []byte(`map (n: import ./quick.nix { n = toString n; }) (builtins.genList (x: x) 300)`), 0o644)
+		os.WriteFile(filepath.Join(in, "quick.nix"), []byte(`{ n }: derivation { name = "quick-${n}"; system = "x86_64-linux"; builder = "/bin/sh";
+  args = [ "-c" "s=$(/bin/date +%s%N); { /usr/bin/id -u; echo $s; /bin/date +%s%N; } > $out" ]; }`), 0o644)
+		manyStart := time.Now()
+		if r := s.Run(t, testenv.Alice, nil, "nix-instantiate", filepath.Join(in, "many.nix")); r.Err != nil {
+			t.Fatalf("instantiating 300 derivations: %v\n%s", r.Err, r.Stderr)
+		}
+		t.Logf("300 derivations instantiated in %v", time.Since(manyStart))
+		mr := s.Run(t, testenv.Alice, nil, "nix-build", "--no-out-link", filepath.Join(in, "many.nix"))
+		if mr.Err != nil {
+			t.Fatalf("300 derivations: %v\n%s", mr.Err, mr.Stderr)
+		}
+		t.Logf("300 derivations built in %v", time.Since(manyStart))
+		var many []span
+		for _, out := range strings.Fields(mr.Stdout) {
+			b, err := os.ReadFile(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			f := strings.Fields(string(b))
+			st, _ := strconv.ParseInt(f[1], 10, 64)
+			en, _ := strconv.ParseInt(f[2], 10, 64)
+			many = append(many, span{f[0], st, en})
+		}
+		if len(many) != 300 {
+			t.Errorf("%d outputs", len(many))
+		}
+		for i, x := range many {
+			for _, y := range many[i+1:] {
+				if x.start < y.end && y.start < x.end && x.uid == y.uid {
+					t.Fatalf("two builds overlapped as uid %s", x.uid)
+				}
+			}
+			// At x's start, at most one other build is running.
+			at := 0
+			for _, y := range many {
+				if y.start <= x.start && x.start < y.end {
+					at++
+				}
+			}
+			if at > 2 {
+				t.Fatalf("%d builds ran at once with max-jobs 2", at)
+			}
+		}
+	}
+
 	// A builder that outlives timeout is killed.
 	os.WriteFile(filepath.Join(in, "slow.nix"), []byte(`derivation { name = "slow"; system = "x86_64-linux"; builder = "/bin/sh";
   args = [ "-c" "echo started; /bin/sleep 30; echo > $out" ]; }`), 0o644)
@@ -494,12 +543,26 @@ func TestBuildOverhead(t *testing.T) {
 		}
 		t.Logf("%s: %v per nix-build of a fresh trivial derivation (%d builds)", who, time.Since(start)/n, n)
 	}
+	os.WriteFile(filepath.Join(in, "many.nix"), []byte(`map (n: import ./one.nix { n = "many-${toString n}"; }) (builtins.genList (x: x) 300)`), 0o644)
+	many := func(who string) {
+		start := time.Now()
+		if r := s.Run(t, testenv.Alice, nil, "nix-instantiate", filepath.Join(in, "many.nix")); r.Err != nil {
+			t.Fatalf("%s: %v\n%s", who, r.Err, r.Stderr)
+		}
+		mid := time.Now()
+		if r := s.Run(t, testenv.Alice, nil, "nix-build", "--no-out-link", filepath.Join(in, "many.nix")); r.Err != nil {
+			t.Fatalf("%s: %v\n%s", who, r.Err, r.Stderr)
+		}
+		t.Logf("%s: 300 derivations instantiated in %v, built (max-jobs 2) in %v", who, mid.Sub(start), time.Since(mid))
+	}
 	d := testenv.StartPrivnixd(t, s)
 	bench("privnixd")
+	many("privnixd")
 	d.Stop(t)
 	s.Reset(t)
 	nd := testenv.StartNixDaemon(t, s)
 	bench("nix-daemon")
+	many("nix-daemon")
 	nd.Stop(t)
 }
 
