@@ -3,8 +3,12 @@ package monitor
 import (
 	"context"
 	"errors"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"privnix/ipc/msg"
 	"privnix/monitor/gc"
@@ -162,7 +166,7 @@ func handleFindRoots(s *session, _ msg.Message, _ []*os.File) (reply, error) {
 	return rep, nil
 }
 
-// gcDeps is gc.Deps (and gc.BatchLocker) over the monitor's store, path
+// gcDeps is gc.Deps (and gc.BatchLocker, gc.CountingDeleter) over the monitor's store, path
 // locks and temporary roots.
 type gcDeps struct{ s *session }
 
@@ -176,6 +180,26 @@ func (d *gcDeps) Delete(name string) error {
 	}
 	d.s.log.Info("path deleted", "path", string(d.s.m.store.dir)+"/"+name)
 	return nil
+}
+
+// DeleteCounting is Delete that reports the bytes freed as nix-daemon
+// counts them: the st_size of every non-directory with a single link. The
+// tree is a sealed, root-owned store path: it is walked with lstat only
+// (nothing followed) before it goes.
+func (d *gcDeps) DeleteCounting(name string) (uint64, error) {
+	var freed uint64
+	root := filepath.Join(string(d.s.m.store.dir), name)
+	filepath.WalkDir(root, func(p string, e fs.DirEntry, err error) error {
+		if err != nil || e.IsDir() {
+			return nil // an unreadable part is not counted
+		}
+		var st unix.Stat_t
+		if unix.Lstat(p, &st) == nil && st.Nlink == 1 {
+			freed += uint64(st.Size)
+		}
+		return nil
+	})
+	return freed, d.Delete(name)
 }
 
 func (d *gcDeps) TempRoots() []storepath.Path { return d.s.m.roots.all() }

@@ -78,7 +78,16 @@ type Options struct {
 // Result is CollectGarbage's answer.
 type Result struct {
 	Paths      []string // absolute; live, dead or deleted paths per Action
-	BytesFreed uint64   // sum of the deleted paths' NarSize
+	BytesFreed uint64   // what Deps.Delete freed (CountingDeleter), else the deleted paths' NarSize
+}
+
+// CountingDeleter is optional for Deps: DeleteCounting is Delete that also
+// returns the bytes it freed (nix-daemon's count: the st_size of every
+// non-directory with one link). BytesFreed and MaxFreed then count those
+// bytes, as Nix does, instead of NAR sizes. A NAR is never smaller than the
+// files it holds, so batches sized by NarSize never overshoot MaxFreed.
+type CountingDeleter interface {
+	DeleteCounting(name string) (freed uint64, err error)
 }
 
 // NoLimit is the client's default maxFreed (2^64-1).
@@ -393,12 +402,19 @@ func (c *collector) deleteLocked(chunk []DeadPath, stillDead []bool) error {
 		if c.opts.Log != nil {
 			c.opts.Log.Info("deleting '" + c.show(d.Path) + "'")
 		}
-		if err := c.deps.Delete(d.Path.Base()); err != nil {
+		freed := d.NarSize
+		var err error
+		if cd, ok := c.deps.(CountingDeleter); ok {
+			freed, err = cd.DeleteCounting(d.Path.Base())
+		} else {
+			err = c.deps.Delete(d.Path.Base())
+		}
+		if err != nil {
 			errs = append(errs, fmt.Errorf("gc: removing %s (invalid, pending removal at start-up): %w", c.show(d.Path), err))
 			continue
 		}
 		c.res.Paths = append(c.res.Paths, c.show(d.Path))
-		c.res.BytesFreed += d.NarSize
+		c.res.BytesFreed += freed
 		if c.res.BytesFreed > c.maxFreed() {
 			c.stopped = true
 		}

@@ -270,6 +270,50 @@ func TestMaxFreed(t *testing.T) {
 	})
 }
 
+// countingDeps frees 300 bytes per path (files smaller than their NARs).
+type countingDeps struct{ Deps }
+
+func (c countingDeps) DeleteCounting(name string) (uint64, error) { return 300, c.Delete(name) }
+
+type countingBatch struct {
+	countingDeps
+	BatchLocker
+}
+
+// counted adds DeleteCounting to x, keeping its BatchLocker.
+func counted(x Deps) Deps {
+	if b, ok := x.(BatchLocker); ok {
+		return countingBatch{countingDeps{x}, b}
+	}
+	return countingDeps{x}
+}
+
+// With a CountingDeleter, BytesFreed and MaxFreed count the bytes it
+// reports (nix-daemon's st_size sum), not NAR sizes.
+func TestMaxFreedCounted(t *testing.T) {
+	modes(t, func(t *testing.T, wrap func(*deps) Deps) {
+		s := newStore(t)
+		var specs []pathSpec
+		for _, n := range []string{"p1", "p2", "p3", "p4", "p5"} {
+			specs = append(specs, pathSpec{name: n, size: 1000})
+		}
+		s.add(specs, nil)
+		d := newDeps(s)
+		res, err := Collect(context.Background(), Options{Action: DeleteDead, MaxFreed: 500}, counted(wrap(d)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Paths) != 2 || res.BytesFreed != 600 {
+			t.Errorf("max-freed 500: %d paths, %d bytes", len(res.Paths), res.BytesFreed)
+		}
+		res, err = Collect(context.Background(), Options{Action: DeleteDead, MaxFreed: NoLimit}, counted(wrap(d)))
+		if err != nil || len(res.Paths) != 3 || res.BytesFreed != 900 {
+			t.Errorf("the rest: %d paths, %d bytes (%v)", len(res.Paths), res.BytesFreed, err)
+		}
+		s.checkConsistent()
+	})
+}
+
 func TestDeleteSpecific(t *testing.T) {
 	modes(t, func(t *testing.T, wrap func(*deps) Deps) {
 		s := newStore(t)

@@ -32,12 +32,15 @@ in derivation { name = "gc-two"; system = "x86_64-linux"; builder = "/bin/sh"; a
 		"lone.nix": `derivation { name = "gc-lone"; system = "x86_64-linux"; builder = "/bin/sh"; args = [ "-c" "echo > $out" ]; src = ./src2.txt; }
 `,
 	}
-	os.MkdirAll(dir, 0o755)
+	files["tree/x"] = "a file in a tree\n"
+	files["tree/sub/y"] = "another, deeper\n"
 	for name, body := range files {
+		os.MkdirAll(filepath.Dir(filepath.Join(dir, name)), 0o755)
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
+	os.Symlink("sub/y", filepath.Join(dir, "tree", "link"))
 }
 
 // sortedLines sorts the lines of s (a client's output whose order the
@@ -111,7 +114,7 @@ func gcScenario(t *testing.T, s *testenv.Store, in string) (map[string]string, m
 	pa := run("add a", a, "nix-store", "--add", filepath.Join(in, "a.txt"))
 	pb := run("add b", a, "nix-store", "--add", filepath.Join(in, "b.txt"))
 	pc := run("add c", a, "nix-store", "--add", filepath.Join(in, "c.txt"))
-	run("add d", b, "nix-store", "--add", filepath.Join(in, "d.txt"))
+	pd := run("add d", b, "nix-store", "--add", filepath.Join(in, "d.txt"))
 	chain := run("instantiate chain", a, "nix-instantiate", filepath.Join(in, "chain.nix"))
 	run("instantiate lone", a, "nix-instantiate", filepath.Join(in, "lone.nix"))
 
@@ -143,6 +146,13 @@ func gcScenario(t *testing.T, s *testenv.Store, in string) (map[string]string, m
 	r = s.Run(t, a, nil, "nix-store", "--delete", pb)
 	out["delete indirect"] = fmt.Sprintf("failed=%v %s", r.Err != nil, errorLine(r.Stderr))
 	run("delete dead", a, "nix-store", "--delete", pc)
+	// The bytes freed, as the daemon answers them (the client prints MiB).
+	ptree := run("add tree", a, "nix-store", "--add", filepath.Join(in, "tree"))
+	waitDead(t, s, ptree)
+	raw := dialRaw(t, s.SocketPath)
+	ps, freed, err := raw.collectBytes(3, []string{pd, ptree}, ^uint64(0))
+	raw.close()
+	out["delete dead bytes"] = fmt.Sprint(ps, freed, err)
 	out["after delete"] = storeEntries(t, s)
 
 	// --max-freed 1 stops after the first deletion; which dead path goes
@@ -200,9 +210,8 @@ func testenvHome(s *testenv.Store, user string) (string, string) {
 // --gc, stale indirect roots removed, nix-collect-garbage; and the same
 // store paths are left on disk after each step.
 //
-// What differs: the bytes freed. nix-daemon sums the st_size of the files it
-// unlinks, privnixd the NAR sizes of the paths (monitor/gc); for these small
-// paths both print "0.00 MiB", which is what the client shows. Which path
+// The bytes freed are nix-daemon's count (the st_size of every file and
+// symlink deleted), compared through a raw client. Which path
 // --max-freed 1 deletes first differs (nix-daemon walks the store in a
 // shuffled order), so that step compares how many paths are left.
 func TestGCMatchesNixDaemon(t *testing.T) {
@@ -463,6 +472,11 @@ func (c *rawClient) isValid(p string) (bool, error) {
 }
 
 func (c *rawClient) collect(action uint64, paths []string, maxFreed uint64) ([]string, error) {
+	ps, _, err := c.collectBytes(action, paths, maxFreed)
+	return ps, err
+}
+
+func (c *rawClient) collectBytes(action uint64, paths []string, maxFreed uint64) ([]string, uint64, error) {
 	c.w.U64(20) // CollectGarbage
 	c.w.U64(action)
 	c.w.StringSet(paths)
@@ -472,20 +486,21 @@ func (c *rawClient) collect(action uint64, paths []string, maxFreed uint64) ([]s
 	c.w.U64(0)
 	c.w.U64(0)
 	if err := c.w.Flush(); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	if err := c.stderr(); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	ps, err := c.r.StringSet(1<<20, 4096, "paths")
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	if _, err := c.r.U64(); err != nil {
-		return nil, err
+	freed, err := c.r.U64()
+	if err != nil {
+		return nil, 0, err
 	}
 	_, err = c.r.U64()
-	return ps, err
+	return ps, freed, err
 }
 
 // runtimeScenario: a process of alice's holds a store file open; the path is
