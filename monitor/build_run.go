@@ -127,9 +127,6 @@ func (b *preparedBuild) cleanup() {
 func (m *Monitor) prepareBuild(s *session, set *conf.Settings, v *verifiedDrv, u buildUser) (*preparedBuild, error) {
 	dir := m.store.dir
 	shownDrv := dir.String(v.path)
-	if _, ok := v.d.Getenv("__json"); ok {
-		return nil, drvFail(errUnsupportedDrv, "derivation '%s' uses structured attributes, which privnix cannot build yet", shownDrv)
-	}
 	if strings.HasPrefix(v.d.Builder, "builtin:") {
 		return nil, drvFail(errUnsupportedDrv, "derivation '%s' uses the builder '%s', which privnix does not have yet", shownDrv, v.d.Builder)
 	}
@@ -209,19 +206,32 @@ func (m *Monitor) prepareBuild(s *session, set *conf.Settings, v *verifiedDrv, u
 			passAsFile[n] = true
 		}
 	}
+	structured, isStructured := v.d.Getenv("__json")
+	if isStructured {
+		// The derivation's attributes reach the builder only as files.
+		outs := map[string]string{}
+		for n, p := range v.outputs {
+			outs[n] = dir.String(p)
+		}
+		js, sh, err := structuredAttrs(structured, outs)
+		if err != nil {
+			return nil, drvFail(errBadDrv, "derivation '%s': %v", shownDrv, err)
+		}
+		files = append(files, chunkFile(".attrs.json", js)...)
+		files = append(files, chunkFile(".attrs.sh", sh)...)
+		env["NIX_ATTRS_JSON_FILE"] = top + "/.attrs.json"
+		env["NIX_ATTRS_SH_FILE"] = top + "/.attrs.sh"
+	}
 	for _, e := range v.d.Env {
+		if isStructured {
+			break
+		}
 		if !passAsFile[e.Key] {
 			env[e.Key] = e.Value
 			continue
 		}
 		fn := ".attr-" + nixhash.Sum(nixhash.SHA256, []byte(e.Key)).Nix32()
-		for data := e.Value; ; {
-			chunk := data[:min(len(data), 64<<10)]
-			files = append(files, msg.BuildFile{Name: fn, Data: chunk})
-			if data = data[len(chunk):]; data == "" {
-				break
-			}
-		}
+		files = append(files, chunkFile(fn, e.Value)...)
 		env[e.Key+"Path"] = top + "/" + fn
 	}
 	for _, k := range []string{"NIX_BUILD_TOP", "TMPDIR", "TEMPDIR", "TMP", "TEMP", "PWD"} {
@@ -770,4 +780,16 @@ func (m *Monitor) checkOutputRefs(v *verifiedDrv, infos []storedb.PathInfo) (str
 		}
 	}
 	return "", nil
+}
+
+// chunkFile cuts a build file into chunks that each fit a frame.
+func chunkFile(name, data string) msg.BuildFiles {
+	var out msg.BuildFiles
+	for {
+		chunk := data[:min(len(data), 64<<10)]
+		out = append(out, msg.BuildFile{Name: name, Data: chunk})
+		if data = data[len(chunk):]; data == "" {
+			return out
+		}
+	}
 }

@@ -46,6 +46,15 @@ in derivation { name = "chain-c"; system = "x86_64-linux"; builder = "/bin/sh";
   else if check == "disallowed" then { disallowedReferences = [ dep ]; }
   else if check == "requisites" then { allowedRequisites = [ "out" ]; }
   else { allowedReferences = [ "nonsense" ]; }))`,
+		"structured.nix": `derivation { name = "structured"; system = "x86_64-linux"; builder = "/bin/bash"; __structuredAttrs = true;
+  outputs = [ "out" "dev" ];
+  str = "it's \"quoted\"\n\ttab"; int = 42; neg = -3; float = 1.5; yes = true; no = false; nul = null;
+  list = [ 1 "two" true ]; set = { a = 1; b = "x y"; }; nested = [ [ 1 ] ]; "not-a-var" = 1;
+  args = [ "-c" ''
+    source $NIX_BUILD_TOP/.attrs.sh
+    /bin/mkdir ''${outputs[dev]}
+    { /bin/cat $NIX_BUILD_TOP/.attrs.json; echo; /bin/cat $NIX_BUILD_TOP/.attrs.sh; /usr/bin/env | /usr/bin/sort | /bin/grep -v '^_=\|^SHLVL=\|^OLDPWD='; } > ''${outputs[out]}
+  '' ]; }`,
 		"fail.nix": `derivation { name = "fail"; system = "x86_64-linux"; builder = "/bin/sh";
   args = [ "-c" "for i in 1 2 3 4 5 6 7 8 9 10 11 12; do echo line-$i; done; echo to-stderr >&2; exit 3" ]; }`,
 		"depfail.nix": `let f = import ./fail.nix; in derivation { name = "depfail"; system = "x86_64-linux"; builder = "/bin/sh";
@@ -87,6 +96,10 @@ func buildScenario(t *testing.T, s *testenv.Store, in string) map[string]string 
 	nb("trivial again", filepath.Join(in, "trivial.nix"))
 	nb("chain", filepath.Join(in, "chain.nix"))
 	nb("multi", filepath.Join(in, "multi.nix"))
+	if r := nb("structured", filepath.Join(in, "structured.nix")); r.Err == nil {
+		b, _ := os.ReadFile(strings.Fields(r.Stdout)[0])
+		out["structured (content)"] = string(b)
+	}
 	nb("multi dev", filepath.Join(in, "multi.nix"), "-A", "dev")
 	for _, c := range []string{"allowed", "disallowed", "requisites", "illegal"} {
 		nb("references "+c, filepath.Join(in, "refs.nix"), "--argstr", "check", c)
