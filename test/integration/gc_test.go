@@ -650,3 +650,115 @@ func TestGCBuildResultRoot(t *testing.T) {
 		t.Errorf("nix-daemon: roots %q, dead %q", want["roots alice"], want["dead"])
 	}
 }
+
+// kill -9 of the monitor in the middle of a collection of many dead paths:
+// after a restart, every path the database calls valid is in the store and
+// intact, every store entry is valid (no unregistered leftover), and the
+// next collection removes the rest.
+func TestGCKilledMidway(t *testing.T) {
+	testenv.RequireRoot(t)
+	testenv.RequireNix(t)
+	s := testenv.NewStore(t, storeConf)
+	d := testenv.StartPrivnixd(t, s)
+	const n, conns = 1000, 8
+	texts := map[string]string{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	errs := make(chan error, conns)
+	for c := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rc := dialRaw(t, s.SocketPath)
+			defer rc.close()
+			for i := c; i < n; i += conns {
+				text := fmt.Sprintf("gc-crash %d\n", i)
+				p, err := rc.addText(fmt.Sprintf("crash-%d", i), text, nil)
+				if err != nil {
+					errs <- err
+					return
+				}
+				mu.Lock()
+				texts[p] = text
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	for p := range texts {
+		waitDead(t, s, p)
+		break
+	}
+	count := func() int {
+		ents, _ := os.ReadDir(s.StoreDir)
+		k := 0
+		for _, e := range ents {
+			if !strings.HasPrefix(e.Name(), ".") {
+				k++
+			}
+		}
+		return k
+	}
+	gcDone := make(chan error, 1)
+	go func() {
+		rc := dialRaw(t, s.SocketPath)
+		defer rc.close()
+		_, err := rc.collect(2, nil, ^uint64(0))
+		gcDone <- err
+	}()
+	deadline := time.Now().Add(30 * time.Second)
+	for count() > n-n/4 && time.Now().Before(deadline) {
+		time.Sleep(200 * time.Microsecond)
+	}
+	d.Cmd.Process.Kill()
+	<-d.Exited()
+	<-gcDone
+	left := count()
+	t.Logf("monitor killed with %d of %d paths left", left, n)
+	d.Stop(t)
+	testenv.StartPrivnixd(t, s)
+
+	rc := dialRaw(t, s.SocketPath)
+	defer rc.close()
+	ents, err := os.ReadDir(s.StoreDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	valid := 0
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		p := filepath.Join(s.StoreDir, e.Name())
+		if ok, err := rc.isValid(p); err != nil || !ok {
+			t.Errorf("%s is in the store but not valid (%v)", e.Name(), err)
+		}
+	}
+	for p, text := range texts {
+		ok, err := rc.isValid(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ok {
+			continue
+		}
+		valid++
+		if got, err := os.ReadFile(p); err != nil || string(got) != text {
+			t.Errorf("%s is valid but holds %q (%v)", p, got, err)
+		}
+	}
+	if staging, _ := os.ReadDir(filepath.Join(s.StoreDir, ".privnix-staging")); len(staging) != 0 {
+		t.Errorf("the staging directory holds %d entries after the restart", len(staging))
+	}
+	ps, err := rc.collect(2, nil, ^uint64(0))
+	if err != nil || len(ps) != valid || count() != 0 {
+		t.Errorf("the collection after the restart deleted %d of %d valid paths, %d left (%v)", len(ps), valid, count(), err)
+	}
+	if left == 0 || left == n {
+		t.Logf("the kill did not land mid-collection (%d of %d left)", left, n)
+	}
+}
