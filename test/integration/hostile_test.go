@@ -732,28 +732,34 @@ func samplePeakRSS(root int, stop <-chan struct{}) map[string]int {
 	}
 }
 
-// Symlinks out of the store, to /etc/shadow or ../../.., are stored as
-// symlinks (Nix allows any target) and nothing is followed: the sealed path
-// is the symlink, the tree holds the symlinks, /etc/shadow is untouched.
+// Symlinks out of the store, to a root-owned secret or ../../.., are stored
+// as symlinks (Nix allows any target) and nothing is followed: the sealed path
+// is the symlink, the tree holds the symlinks, the secret is untouched. (The
+// secret is the test's own 0600 root file, not /etc/shadow, which other tests
+// running at the same time may change by creating users.)
 func TestHostileSymlinks(t *testing.T) {
 	testenv.RequireRoot(t)
 	s := testenv.NewStore(t, hostileConf)
 	testenv.StartPrivnixd(t, s)
 	c := dialRoot(t, s)
-	shadowBefore := fileFingerprint(t, "/etc/shadow")
+	secret := filepath.Join(s.Root, "secret")
+	if err := os.WriteFile(secret, []byte("root's secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	shadowBefore := fileFingerprint(t, secret)
 
-	root := newNarTokens().symlink("/etc/shadow").Bytes()
+	root := newNarTokens().symlink(secret).Bytes()
 	tree := newNarTokens().tok("(", "type", "directory",
 		"entry", "(", "name", "escape", "node").symlink("../../..").tok(")",
-		"entry", "(", "name", "shadow", "node").symlink("/etc/shadow").tok(")",
+		"entry", "(", "name", "shadow", "node").symlink(secret).tok(")",
 		"entry", "(", "name", "x", "node").file("x\n").tok(")", ")").Bytes()
 	for _, tc := range []struct {
 		name  string
 		nar   []byte
 		links map[string]string // relative path (. = the store path) → target
 	}{
-		{"root-symlink", root, map[string]string{".": "/etc/shadow"}},
-		{"tree", tree, map[string]string{"escape": "../../..", "shadow": "/etc/shadow"}},
+		{"root-symlink", root, map[string]string{".": secret}},
+		{"tree", tree, map[string]string{"escape": "../../..", "shadow": secret}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			info, err := c.AddToStore("hostile-"+tc.name, "fixed:r:sha256", nil, false, bytes.NewReader(tc.nar))
@@ -777,8 +783,8 @@ func TestHostileSymlinks(t *testing.T) {
 			}
 		})
 	}
-	if after := fileFingerprint(t, "/etc/shadow"); after != shadowBefore {
-		t.Errorf("/etc/shadow changed: %s → %s", shadowBefore, after)
+	if after := fileFingerprint(t, secret); after != shadowBefore {
+		t.Errorf("%s changed: %s → %s", secret, shadowBefore, after)
 	}
 	requireStagingEmpty(t, s, 0)
 }
