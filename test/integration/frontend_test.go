@@ -15,10 +15,14 @@ import (
 	"privnix/internal/testenv"
 )
 
-// procStatus reads the fields of /proc/PID/status.
+// procStatus reads the fields of /proc/PID/status; a process that has
+// exited meanwhile gives an empty map.
 func procStatus(t *testing.T, pid int) map[string]string {
 	t.Helper()
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if os.IsNotExist(err) {
+		return map[string]string{}
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
