@@ -35,6 +35,7 @@ const (
 	statusTimedOut         = 8
 	statusMiscFailure      = 9
 	statusDependencyFailed = 10
+	statusLogLimitExceeded = 11
 	statusNoSubstituters   = 14
 )
 

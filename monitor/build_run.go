@@ -46,12 +46,15 @@ func (r *buildRequest) run(v *verifiedDrv, u buildUser, o *outcome) {
 	defer b.cleanup()
 	r.event(msg.EventStart, v.path, fmt.Sprintf("building '%s'", shownDrv))
 	defer r.event(msg.EventStop, v.path, "")
-	res, err := m.runBuilder(b, func(line string) { r.event(msg.EventLine, v.path, line) })
+	logFile := m.openBuildLog(v.path)
+	res, err := m.runBuilder(b, logFile, func(line string) { r.event(msg.EventLine, v.path, line) })
+	if logFile != nil {
+		logFile.Close()
+	}
 	if err != nil {
 		internal("running the builder", err)
 		return
 	}
-	m.writeBuildLog(v.path, res.raw)
 	if res.failed != nil {
 		r.s.log.Warn("build sandbox set-up failed", "drv", shownDrv, "stage", res.failed.Stage, "errno", res.failed.Errno, "err", res.failed.Message)
 		fail(statusMiscFailure, fmt.Sprintf("setting up the build environment of '%s' failed (%s)", shownDrv, res.failed.Stage))
@@ -59,6 +62,11 @@ func (r *buildRequest) run(v *verifiedDrv, u buildUser, o *outcome) {
 	}
 	if res.timedOut != "" {
 		fail(statusTimedOut, yellow(fmt.Sprintf("building of '%s' from .drv file", shownDrv))+" "+res.timedOut)
+		return
+	}
+	if res.logLimit {
+		fail(statusLogLimitExceeded, fmt.Sprintf("%s killed after writing more than %s bytes of log output",
+			yellow(fmt.Sprintf("building of '%s' from .drv file", shownDrv)), yellow(fmt.Sprint(b.set.MaxBuildLogSize))))
 		return
 	}
 	if !res.status.Exited() || res.status.ExitStatus() != 0 {
@@ -351,17 +359,16 @@ type builderResult struct {
 	failed *msg.SandboxFailed
 	status syscall.WaitStatus
 	tail   []string // the last log-lines lines
-	raw    []byte   // the whole log, as read (at most maxKeptLog bytes)
+	// logLimit: killed for writing more than max-build-log-size bytes
+	logLimit bool
 	// timedOut: killed for timeout or max-silent-time (the end of Nix's message)
 	timedOut   string
 	lastOutput atomic.Int64 // unix ns of the last bytes read from the log
 }
 
-const maxKeptLog = 64 << 20
-
 // runBuilder starts privnix-build as root from the build spawner, hands it
 // the job, forwards the log and waits for the builder's exit status.
-func (m *Monitor) runBuilder(b *preparedBuild, onLine func(string)) (*builderResult, error) {
+func (m *Monitor) runBuilder(b *preparedBuild, logFile *os.File, onLine func(string)) (*builderResult, error) {
 	if _, ok := m.buildSpawner.bins[roleBuild]; !ok {
 		return nil, fmt.Errorf("privnix-build is not installed in %s", m.cfg.BinDir)
 	}
@@ -398,7 +405,10 @@ func (m *Monitor) runBuilder(b *preparedBuild, onLine func(string)) (*builderRes
 	logDone := make(chan struct{})
 	go func() {
 		defer close(logDone)
-		readLog(pr, int(b.set.LogLines), res, onLine)
+		readLog(pr, int(b.set.LogLines), b.set.MaxBuildLogSize, logFile, res, onLine, func() {
+			res.logLimit = true
+			c.sigkill()
+		})
 	}()
 	c.conn.SetReadDeadline(time.Now().Add(5 * time.Minute))
 	ans, fds, err := c.conn.Recv()
@@ -448,8 +458,11 @@ wait:
 }
 
 // readLog splits the builder's output into lines as Nix does (a CR moves
-// back to the start of the line), keeping the last n lines and the raw log.
-func readLog(f *os.File, n int, res *builderResult, onLine func(string)) {
+// back to the start of the line), keeping the last n lines, and writes the
+// raw bytes to logFile (if not nil). Past maxSize bytes (if not 0) it calls
+// kill once.
+func readLog(f *os.File, n int, maxSize uint64, logFile *os.File, res *builderResult, onLine func(string), kill func()) {
+	var total uint64
 	var cur []byte
 	pos := 0
 	emit := func() {
@@ -467,8 +480,14 @@ func readLog(f *os.File, n int, res *builderResult, onLine func(string)) {
 	for {
 		k, err := f.Read(buf)
 		res.lastOutput.Store(time.Now().UnixNano())
-		if len(res.raw)+k <= maxKeptLog {
-			res.raw = append(res.raw, buf[:k]...)
+		total += uint64(k)
+		if maxSize > 0 && total > maxSize && !res.logLimit {
+			kill()
+		}
+		if logFile != nil && k > 0 {
+			if _, err := logFile.Write(buf[:k]); err != nil {
+				logFile = nil // the log directory is full: the build goes on
+			}
 		}
 		for _, c := range buf[:k] {
 			switch c {
@@ -539,21 +558,27 @@ func splitJob(j msg.BuildJob) (msg.BuildJob, []msg.BuildJobMore) {
 	return first, more
 }
 
-// writeBuildLog stores the raw log where nix-store -l looks
-// (<log dir>/drvs/<2 chars>/<rest of the base name>); a failure is logged.
-func (m *Monitor) writeBuildLog(drvPath storepath.Path, raw []byte) {
+// openBuildLog creates the file the raw log goes to, where nix-store -l
+// looks (<log dir>/drvs/<2 chars>/<rest of the base name>), replacing an
+// earlier build's; nil (logged) if it cannot.
+func (m *Monitor) openBuildLog(drvPath storepath.Path) *os.File {
 	if m.cfg.Settings.Other["keep-build-log"] == "false" {
-		return
+		return nil
 	}
 	base := drvPath.Base()
 	dir := filepath.Join(m.cfg.Paths.LogDir, "drvs", base[:2])
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		m.log.Warn("cannot write a build log", "err", err)
-		return
+		return nil
 	}
-	if err := os.WriteFile(filepath.Join(dir, base[2:]), raw, 0o444); err != nil && !errors.Is(err, os.ErrExist) {
+	p := filepath.Join(dir, base[2:])
+	os.Remove(p)
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o444)
+	if err != nil {
 		m.log.Warn("cannot write a build log", "err", err)
+		return nil
 	}
+	return f
 }
 
 // registerOutputs seals each output the builder left in the store view and

@@ -293,7 +293,7 @@ func TestBuildSchedule(t *testing.T) {
 	testenv.RequireRoot(t)
 	testenv.RequireNix(t)
 	lockBuildUsers(t)
-	s := testenv.NewStore(t, strings.Replace(buildConf, "build-users-group = privnix-test-bld", "build-users-group =\ntimeout = 2", 1))
+	s := testenv.NewStore(t, strings.Replace(buildConf, "build-users-group = privnix-test-bld", "build-users-group =\ntimeout = 2\nmax-build-log-size = 10000", 1))
 	s.SetPrivnixConf(t, "privnix-build-uids = 1879179264-1879179265\n")
 	in := filepath.Join(s.Root, "in")
 	os.MkdirAll(in, 0o755)
@@ -457,6 +457,14 @@ func TestBuildSchedule(t *testing.T) {
 	r := s.Run(t, testenv.Alice, nil, "nix-build", "--no-out-link", filepath.Join(in, "slow.nix"))
 	if r.Err == nil || !strings.Contains(lastError(r.Stderr), "timed out after 2 seconds") || time.Since(slowStart) > 20*time.Second {
 		t.Errorf("slow build: %v after %v\n%s", r.Err, time.Since(slowStart), r.Stderr)
+	}
+
+	// A builder that logs too much is killed.
+	os.WriteFile(filepath.Join(in, "chatty.nix"), []byte(`derivation { name = "chatty"; system = "x86_64-linux"; builder = "/bin/sh";
+  args = [ "-c" "while :; do echo aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa; done" ]; }`), 0o644)
+	r = s.Run(t, testenv.Alice, nil, "nix-build", "--no-out-link", filepath.Join(in, "chatty.nix"))
+	if r.Err == nil || !strings.Contains(lastError(r.Stderr), "killed after writing more than 10000 bytes of log output") {
+		t.Errorf("chatty build: %v\n%s", r.Err, lastError(r.Stderr))
 	}
 
 	// A .drv that is not what it claims.
