@@ -193,7 +193,16 @@ var errBadDrv = errors.New("derivation refused")
 // verifyDrv returns the verified derivation at p (a valid .drv), verifying
 // it and its input derivations, bottom-up, if not memoised.
 func (m *Monitor) verifyDrv(p storepath.Path) (*verifiedDrv, error) {
+	// A memoised derivation is still what its path names, but the store may
+	// have been replaced since (storeState.refresh): it must be valid now.
 	if v := m.builds.drvs.get(p); v != nil {
+		var valid bool
+		if err := m.store.with(func(db *storedb.DB) (e error) { valid, e = db.IsValid(p); return }); err != nil {
+			return nil, err
+		}
+		if !valid {
+			return nil, drvFail(errNotValidDrv, "path '%s' is not valid", m.store.dir.String(p))
+		}
 		return v, nil
 	}
 	// One parser serves every walk: spawning a storeproc per .drv would cost
