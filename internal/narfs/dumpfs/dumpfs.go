@@ -31,11 +31,15 @@ const resolveFlags = unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESO
 // to leave dirfd or to follow any symlink or magic link.
 func OpenBeneath(dirfd int, name string, flags int) (int, error) {
 	how := unix.OpenHow{Flags: uint64(flags | unix.O_NOFOLLOW | unix.O_CLOEXEC), Resolve: resolveFlags}
-	for {
+	// EAGAIN: with RESOLVE_BENEATH and "..", the kernel gives up when any
+	// rename or mount happened on the system during the lookup; try again
+	// (openat2(2)), a bounded number of times.
+	for tries := 0; ; tries++ {
 		fd, err := unix.Openat2(dirfd, name, &how)
-		if err != unix.EINTR {
-			return fd, err
+		if err == unix.EINTR || (err == unix.EAGAIN && tries < 64) {
+			continue
 		}
+		return fd, err
 	}
 }
 
