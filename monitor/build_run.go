@@ -677,6 +677,9 @@ func (m *Monitor) registerOutputs(s *session, b *preparedBuild) (uint64, string,
 	for _, so := range sealed {
 		infos = append(infos, so.info)
 	}
+	if text := outputCycle(dir, v, infos); text != "" {
+		return statusOutputRejected, text, nil
+	}
 	if text, err := m.checkOutputRefs(v, infos); err != nil || text != "" {
 		return statusOutputRejected, text, err
 	}
@@ -817,4 +820,56 @@ func chunkFile(name, data string) msg.BuildFiles {
 			return out
 		}
 	}
+}
+
+// outputCycle is Nix's topoSort of a build's outputs by their references to
+// each other: it returns Nix's message for the first cycle its depth-first
+// walk (outputs in name order) meets, or "".
+func outputCycle(dir storepath.Dir, v *verifiedDrv, infos []storedb.PathInfo) string {
+	nameOf := map[storepath.Path]string{}
+	for n, p := range v.outputs {
+		nameOf[p] = n
+	}
+	children := map[string][]string{}
+	var names []string
+	for _, i := range infos {
+		n, ok := nameOf[i.Path]
+		if !ok {
+			continue // a mismatching fixed output, registered at its real path
+		}
+		names = append(names, n)
+		for _, r := range i.References {
+			if c, ok := nameOf[r]; ok && c != n {
+				children[n] = append(children[n], c)
+			}
+		}
+		slices.Sort(children[n])
+	}
+	slices.Sort(names)
+	visited, parents := map[string]bool{}, map[string]bool{}
+	var visit func(n, parent string) string
+	visit = func(n, parent string) string {
+		if parents[n] {
+			return fmt.Sprintf("cycle detected in build of '%s' in the references of output '%s' from output '%s'",
+				yellow(dir.String(v.path)), yellow(n), yellow(parent))
+		}
+		if visited[n] {
+			return ""
+		}
+		visited[n] = true
+		parents[n] = true
+		for _, c := range children[n] {
+			if msg := visit(c, n); msg != "" {
+				return msg
+			}
+		}
+		delete(parents, n)
+		return ""
+	}
+	for _, n := range names {
+		if msg := visit(n, ""); msg != "" {
+			return msg
+		}
+	}
+	return ""
 }

@@ -56,6 +56,8 @@ in derivation { name = "chain-c"; system = "x86_64-linux"; builder = "/bin/sh";
     /bin/mkdir ''${outputs[dev]}
     { /bin/cat $NIX_BUILD_TOP/.attrs.json; echo; /bin/cat $NIX_BUILD_TOP/.attrs.sh; /usr/bin/env | /usr/bin/sort | /bin/grep -v '^_=\|^SHLVL=\|^OLDPWD='; } > ''${outputs[out]}
   '' ]; }`,
+		"cycle.nix": `derivation { name = "cycle"; system = "x86_64-linux"; builder = "/bin/sh"; outputs = [ "out" "dev" "bin" ];
+  args = [ "-c" "echo $dev > $out; echo $bin > $dev; echo $out > $bin" ]; }`,
 		"fail.nix": `derivation { name = "fail"; system = "x86_64-linux"; builder = "/bin/sh";
   args = [ "-c" "for i in 1 2 3 4 5 6 7 8 9 10 11 12; do echo line-$i; done; echo to-stderr >&2; exit 3" ]; }`,
 		"depfail.nix": `let f = import ./fail.nix; in derivation { name = "depfail"; system = "x86_64-linux"; builder = "/bin/sh";
@@ -102,6 +104,7 @@ func buildScenario(t *testing.T, s *testenv.Store, in string) map[string]string 
 		out["structured (content)"] = string(b)
 	}
 	nb("multi dev", filepath.Join(in, "multi.nix"), "-A", "dev")
+	nb("cycle", filepath.Join(in, "cycle.nix"))
 	for _, c := range []string{"allowed", "disallowed", "requisites", "illegal"} {
 		nb("references "+c, filepath.Join(in, "refs.nix"), "--argstr", "check", c)
 	}
@@ -214,6 +217,7 @@ func TestBuilds(t *testing.T) {
 		"references disallowed": "is not allowed to refer to the following paths:\n  " + got["trivial"],
 		"references requisites": "is not allowed to refer to the following paths:\n  " + got["trivial"],
 		"references illegal":    "derivation contains an illegal reference specifier 'nonsense'",
+		"cycle":                 "cycle detected in build of",
 	} {
 		if !strings.Contains(unindent(got[step]), want) {
 			t.Errorf("%s: %q, want it to contain %q", step, got[step], want)
