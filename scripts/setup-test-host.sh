@@ -15,7 +15,7 @@ need_pkgs=()
 command -v nix-store >/dev/null 2>&1 || need_pkgs+=(nix-bin)
 command -v setpriv >/dev/null 2>&1 || need_pkgs+=(util-linux)
 command -v systemd-analyze >/dev/null 2>&1 || need_pkgs+=(systemd) # the unit files' tests
-[ -x /bin/busybox ] || need_pkgs+=(busybox-static) # a static shell for sandboxed builds' tests
+{ [ -x /bin/busybox ] && ! ldd /bin/busybox >/dev/null 2>&1; } || need_pkgs+=(busybox-static) # a static shell for sandboxed builds' tests
 if [ ${#need_pkgs[@]} -gt 0 ]; then
 	export DEBIAN_FRONTEND=noninteractive
 	apt-get update -qq

@@ -493,7 +493,7 @@ func TestSandboxedBuild(t *testing.T) {
 	testenv.RequireNix(t)
 	lockBuildUsers(t)
 	if !staticELF("/bin/busybox") {
-		t.Skip("no static /bin/busybox (scripts/setup-test-host.sh installs busybox-static)")
+		t.Fatal("no static /bin/busybox: run scripts/setup-test-host.sh (it installs busybox-static)")
 	}
 	s := testenv.NewStore(t, strings.Replace(buildConf, "sandbox = false", "sandbox = true", 1))
 	in := filepath.Join(s.Root, "in")
