@@ -57,7 +57,7 @@ func run(c cli, log *slog.Logger) error {
 	}
 	// nix.conf, then privnix.conf for privnix's own settings (Nix clients read
 	// nix.conf too, and would warn about names they do not know).
-	settings, warnings, err := conf.LoadAll([]string{paths.ConfFile(), paths.PrivnixConfFile()}, os.ReadFile, conf.Host{
+	settings, warnings, err := conf.LoadAll(paths.ConfFiles(), os.ReadFile, conf.Host{
 		Root:    os.Geteuid() == 0,
 		NumCPU:  runtime.NumCPU(),
 		ConfDir: paths.ConfDir,

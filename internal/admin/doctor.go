@@ -385,7 +385,7 @@ func (d *doctor) dbOwner() []Finding {
 
 func (d *doctor) stateDirs() []Finding {
 	var out []Finding
-	for _, spec := range d.p.dirs("", 0o755) {
+	for _, spec := range storeDirs(d.p, "", 0o755) {
 		if spec.path == d.p.StoreDir || spec.path == filepath.Join(d.p.StateDir, "db") {
 			continue // store-owner, store-writable and db-owner say more
 		}

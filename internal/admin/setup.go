@@ -74,10 +74,10 @@ type dirSpec struct {
 	why   string
 }
 
-// Dirs lists the directories a privnix store needs, as the Nix manual's
+// storeDirs lists the directories a privnix store needs, as the Nix manual's
 // multi-user set-up and nix-store --init make them, except that the store is
 // root's alone (DESIGN.md: the store never becomes writable by anyone else).
-func (p Paths) dirs(socketGroup string, socketMode os.FileMode) []dirSpec {
+func storeDirs(p Paths, socketGroup string, socketMode os.FileMode) []dirSpec {
 	st := p.StateDir
 	return []dirSpec{
 		{p.StoreDir, "", 0o755, "the store: root's alone, not group-writable (builds get a store view of their own)"},
@@ -258,7 +258,7 @@ func (pl *Plan) planDirs(acc accounts, p Paths, o SetupOptions) error {
 		sockGroup, sockMode = name, 0o750
 		pl.Notes = append(pl.Notes, fmt.Sprintf("%s stays restricted to group '%s'; pass --socket-group to change the group", p.SocketDir(), name))
 	}
-	for _, d := range p.dirs(sockGroup, sockMode) {
+	for _, d := range storeDirs(p, sockGroup, sockMode) {
 		if err := pl.planDir(d); err != nil {
 			return err
 		}
