@@ -25,10 +25,7 @@ import (
 //	fd 4     the child's log channel to the monitor (SOCK_SEQPACKET, Log messages only)
 //
 // Children take no flags: their configuration is the first ipc message.
-const (
-	childIPCFd = 3
-	childLogFd = 4
-)
+// The layout is ExtraFiles' order in start: ipc first, then log.
 
 // role names a child binary.
 type role string

@@ -47,6 +47,3 @@ func (p *uidPool) put(u uint32) {
 	delete(p.inUse, u)
 	p.mu.Unlock()
 }
-
-// contains says whether u belongs to this range (such uids may not connect).
-func (p *uidPool) contains(u uint32) bool { return u >= p.lo && u <= p.hi }

@@ -61,11 +61,11 @@ func (m SetOptions) Validate() error {
 	}
 	for i, o := range m.Overrides {
 		if err := o.Validate(); err != nil {
-			return fmt.Errorf("Overrides[%d]: %w", i, err)
+			return fmt.Errorf("override %d: %w", i, err)
 		}
 	}
 	if m.MaxJobs > 1<<20 || m.Cores > 1<<20 || m.MaxSilent > 1<<40 {
-		return fmt.Errorf("MaxJobs %d, Cores %d or MaxSilent %d out of range", m.MaxJobs, m.Cores, m.MaxSilent)
+		return fmt.Errorf("max jobs %d, cores %d or max silent time %d out of range", m.MaxJobs, m.Cores, m.MaxSilent)
 	}
 	return nil
 }

@@ -48,11 +48,11 @@ func (AddIndirectRoot) Kind() Kind { return KindAddIndirectRoot }
 func (m AddIndirectRoot) Validate() error {
 	switch {
 	case len(m.Link) == 0 || len(m.Link) > MaxLinkPath:
-		return fmt.Errorf("Link: length %d", len(m.Link))
+		return fmt.Errorf("link: length %d", len(m.Link))
 	case !filepath.IsAbs(m.Link) || filepath.Clean(m.Link) != m.Link:
-		return fmt.Errorf("Link: %q is not an absolute, clean path", m.Link)
+		return fmt.Errorf("link: %q is not an absolute, clean path", m.Link)
 	case strings.IndexByte(m.Link, 0) >= 0:
-		return fmt.Errorf("Link: contains NUL")
+		return fmt.Errorf("link: contains NUL")
 	}
 	return nil
 }
