@@ -195,3 +195,46 @@ func TestUntrustedImportRefused(t *testing.T) {
 		t.Fatalf("trusted import: %v %q %s", imp.Err, imp.Stdout, imp.Stderr)
 	}
 }
+
+// Eight clients adding the same file at once all succeed with the same path,
+// and one intact copy is kept (path locks in the monitor).
+func TestConcurrentSameAdd(t *testing.T) {
+	testenv.RequireRoot(t)
+	testenv.RequireNix(t)
+	s := testenv.NewStore(t, storeConf)
+	in := filepath.Join(s.Root, "in")
+	inputs(t, in)
+	testenv.StartPrivnixd(t, s)
+	const n = 8
+	paths := make(chan string, n)
+	errs := make(chan string, n)
+	for i := 0; i < n; i++ {
+		go func() {
+			r := s.Run(t, testenv.Alice, nil, "nix-store", "--add", filepath.Join(in, "tree"))
+			if r.Err != nil {
+				errs <- r.Stderr
+				return
+			}
+			paths <- strings.TrimSpace(r.Stdout)
+		}()
+	}
+	var got []string
+	for i := 0; i < n; i++ {
+		select {
+		case p := <-paths:
+			got = append(got, p)
+		case e := <-errs:
+			t.Errorf("a concurrent add failed: %s", e)
+		}
+	}
+	for _, p := range got {
+		if p != got[0] {
+			t.Fatalf("concurrent adds gave %s and %s", got[0], p)
+		}
+	}
+	if len(got) > 0 {
+		if r := s.Run(t, testenv.Alice, nil, "nix-store", "--verify-path", got[0]); r.Err != nil {
+			t.Errorf("verify-path: %v %s", r.Err, r.Stderr)
+		}
+	}
+}
