@@ -29,6 +29,8 @@ import (
 	"privnix/ipc"
 	"privnix/ipc/msg"
 	"privnix/nix/nar"
+
+	"privnix/internal/testvectors"
 )
 
 var binPath string
@@ -280,18 +282,7 @@ func wantRefused(t *testing.T, m msg.Message, class uint64, text string) {
 
 // vectorsDir is ../shared/vectors/nix beside the repository.
 func vectorsDir(t *testing.T) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	must(t, err)
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return filepath.Join(dir, "..", "shared", "vectors", "nix")
-		}
-		if filepath.Dir(dir) == dir {
-			t.Fatal("go.mod not found above the test directory")
-		}
-		dir = filepath.Dir(dir)
-	}
+	return testvectors.Dir(t)
 }
 
 // vector reads a file beneath vectorsDir.

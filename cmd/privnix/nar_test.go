@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"privnix/internal/narfs/narfstest"
+
+	"privnix/internal/testvectors"
 )
 
 var (
@@ -180,19 +182,5 @@ func TestNarCLIRefuses(t *testing.T) {
 
 // narVectorsDir finds ../shared/vectors/nix beside the repository root.
 func narVectorsDir(t testing.TB) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return filepath.Join(dir, "..", "shared", "vectors", "nix")
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("go.mod not found above the test directory")
-		}
-		dir = parent
-	}
+	return testvectors.Dir(t)
 }

@@ -11,25 +11,13 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"privnix/internal/testvectors"
 )
 
 // vectorDir finds <repo root>/../shared/vectors/nix by walking up to go.mod.
 func vectorDir(t testing.TB) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return filepath.Join(dir, "..", "shared", "vectors", "nix")
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("go.mod not found above the test directory")
-		}
-		dir = parent
-	}
+	return testvectors.Dir(t)
 }
 
 const nix32Alphabet = "0123456789abcdfghijklmnpqrsvwxyz"

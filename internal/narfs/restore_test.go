@@ -16,6 +16,8 @@ import (
 
 	"privnix/nix/nar"
 	"privnix/nix/narreader"
+
+	"privnix/internal/testvectors"
 )
 
 func openDir(t testing.TB, path string) int {
@@ -162,19 +164,7 @@ func TestRestoreRefuses(t *testing.T) {
 
 // vectorsDir finds ../shared/vectors/nix beside the repository root.
 func vectorsDir(t testing.TB) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	must(t, err)
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return filepath.Join(dir, "..", "shared", "vectors", "nix")
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("go.mod not found above the test directory")
-		}
-		dir = parent
-	}
+	return testvectors.Dir(t)
 }
 
 // FuzzRestore unpacks arbitrary input into a fresh directory; whatever is

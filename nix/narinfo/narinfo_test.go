@@ -12,26 +12,14 @@ import (
 
 	"privnix/nix/nixhash"
 	"privnix/nix/storepath"
+
+	"privnix/internal/testvectors"
 )
 
 // vectorsDir returns <repo root>/../shared/vectors/nix, the root being the
 // nearest directory above the test holding go.mod.
 func vectorsDir(t testing.TB) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return filepath.Join(dir, "..", "shared", "vectors", "nix")
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("no go.mod above the test directory")
-		}
-		dir = parent
-	}
+	return testvectors.Dir(t)
 }
 
 // jsonInfo is the JSON form of the nar-info/path-info vectors (versions 1–3).

@@ -12,25 +12,13 @@ import (
 	"testing"
 
 	"privnix/nix/nar"
+
+	"privnix/internal/testvectors"
 )
 
 // vectorsDir finds ../shared/vectors/nix beside the repository root.
 func vectorsDir(t testing.TB) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return filepath.Join(dir, "..", "shared", "vectors", "nix")
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("go.mod not found above the test directory")
-		}
-		dir = parent
-	}
+	return testvectors.Dir(t)
 }
 
 // roundTrip parses data and writes it back with nar.Writer.

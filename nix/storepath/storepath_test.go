@@ -7,26 +7,14 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"privnix/internal/testvectors"
 )
 
 // vectorsDir returns <repo root>/../shared/vectors/nix, the root being the
 // nearest directory above the test holding go.mod.
 func vectorsDir(t testing.TB) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return filepath.Join(dir, "..", "shared", "vectors", "nix")
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("no go.mod above the test directory")
-		}
-		dir = parent
-	}
+	return testvectors.Dir(t)
 }
 
 const h32 = "g1w7hy3qg1w7hy3qg1w7hy3qg1w7hy3q"

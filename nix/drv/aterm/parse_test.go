@@ -11,26 +11,14 @@ import (
 	"privnix/nix/drv"
 	"privnix/nix/nixhash"
 	"privnix/nix/storepath"
+
+	"privnix/internal/testvectors"
 )
 
 // vectorsDir finds <repo root>/../shared/vectors/nix, the root being the
 // first directory upwards holding go.mod.
 func vectorsDir(t testing.TB) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return filepath.Join(dir, "..", "shared", "vectors", "nix")
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("no go.mod above the test directory")
-		}
-		dir = parent
-	}
+	return testvectors.Dir(t)
 }
 
 func readVector(t testing.TB, rel string) []byte {
