@@ -8,6 +8,8 @@ import (
 	"hash"
 	"io"
 
+	"privnix/internal/beneath"
+
 	"golang.org/x/sys/unix"
 
 	"privnix/nix/nar"
@@ -286,7 +288,7 @@ func (z *sealer) node(parent int, name string, dparent int, dname, rel string) e
 	switch typ {
 	case unix.S_IFREG, unix.S_IFDIR, unix.S_IFLNK:
 	default:
-		return refuse(rel, ErrUnsupportedType, typeName(st.Mode))
+		return refuse(rel, ErrUnsupportedType, beneath.TypeName(st.Mode))
 	}
 	if st.Uid != z.opts.WriterUID {
 		return refuse(rel, ErrOwner, fmt.Sprintf("owned by uid %d, the writer is uid %d", st.Uid, z.opts.WriterUID))
@@ -346,7 +348,7 @@ func (z *sealer) countLink(st *unix.Stat_t, rel string) {
 }
 
 func (z *sealer) symlink(parent int, name string, pfd, dparent int, dname, rel string, shared bool) error {
-	target, err := readlinkFD(pfd)
+	target, err := beneath.Readlink(pfd, 4096)
 	if err != nil {
 		return fmt.Errorf("storefs: Seal: readlink %q: %w", rel, err)
 	}

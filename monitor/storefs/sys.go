@@ -8,27 +8,14 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"privnix/internal/beneath"
 )
 
-// resolveFlags keep every lookup beneath the starting directory, on its
-// mount, and refuse every symlink and magic link on the way.
-const resolveFlags = unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS | unix.RESOLVE_NO_XDEV
-
-// openBeneath opens name (one or more components) beneath dirfd with
-// flags|O_NOFOLLOW|O_CLOEXEC. With O_PATH a symlink as the last component
-// gives an fd on the link itself; anywhere else a symlink fails with ELOOP.
+// openBeneath opens name (one or more components) beneath dirfd, on its
+// mount, never following a symlink (package beneath, with RESOLVE_NO_XDEV).
 func openBeneath(dirfd int, name string, flags int) (int, error) {
-	how := unix.OpenHow{Flags: uint64(flags | unix.O_NOFOLLOW | unix.O_CLOEXEC), Resolve: resolveFlags}
-	// EAGAIN: with RESOLVE_BENEATH and "..", the kernel gives up when any
-	// rename or mount happened on the system during the lookup; try again
-	// (openat2(2)), a bounded number of times.
-	for tries := 0; ; tries++ {
-		fd, err := unix.Openat2(dirfd, name, &how)
-		if err == unix.EINTR || (err == unix.EAGAIN && tries < 64) {
-			continue
-		}
-		return fd, err
-	}
+	return beneath.Open(dirfd, name, flags, unix.RESOLVE_NO_XDEV)
 }
 
 // mtime1 sets mtime to 1 (one second after the epoch) and leaves atime, as Nix does.
@@ -213,30 +200,4 @@ func removexattrat(dirfd int, name, attr string) error {
 		return e
 	}
 	return nil
-}
-
-func readlinkFD(fd int) (string, error) {
-	buf := make([]byte, 4096+1)
-	n, err := unix.Readlinkat(fd, "", buf)
-	if err != nil {
-		return "", err
-	}
-	if n > 4096 {
-		return "", fmt.Errorf("symlink target longer than 4096 bytes")
-	}
-	return string(buf[:n]), nil
-}
-
-func typeName(mode uint32) string {
-	switch mode & unix.S_IFMT {
-	case unix.S_IFSOCK:
-		return "socket"
-	case unix.S_IFIFO:
-		return "fifo"
-	case unix.S_IFCHR:
-		return "character device"
-	case unix.S_IFBLK:
-		return "block device"
-	}
-	return fmt.Sprintf("mode %#o", mode)
 }

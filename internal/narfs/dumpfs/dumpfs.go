@@ -11,6 +11,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"privnix/internal/beneath"
+
 	"privnix/nix/nar"
 )
 
@@ -24,23 +26,10 @@ var (
 	ErrChanged         = errors.New("file changed while being read")
 )
 
-// resolveFlags keep every lookup beneath the starting directory and refuse all symlinks.
-const resolveFlags = unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS
-
 // OpenBeneath opens name beneath dirfd with flags|O_NOFOLLOW|O_CLOEXEC, refusing
-// to leave dirfd or to follow any symlink or magic link.
+// to leave dirfd or to follow any symlink or magic link (package beneath).
 func OpenBeneath(dirfd int, name string, flags int) (int, error) {
-	how := unix.OpenHow{Flags: uint64(flags | unix.O_NOFOLLOW | unix.O_CLOEXEC), Resolve: resolveFlags}
-	// EAGAIN: with RESOLVE_BENEATH and "..", the kernel gives up when any
-	// rename or mount happened on the system during the lookup; try again
-	// (openat2(2)), a bounded number of times.
-	for tries := 0; ; tries++ {
-		fd, err := unix.Openat2(dirfd, name, &how)
-		if err == unix.EINTR || (err == unix.EAGAIN && tries < 64) {
-			continue
-		}
-		return fd, err
-	}
+	return beneath.Open(dirfd, name, flags, beneath.Resolve)
 }
 
 // dumpLevel is one open directory of the walk.
@@ -156,25 +145,11 @@ func (d *dumper) node(parent int, name string) error {
 		return d.dir(pfd, name)
 	}
 	unix.Close(pfd)
-	return fmt.Errorf("dumpfs: file %s refused: %w (%s)", d.path(name), ErrUnsupportedType, typeName(st.Mode))
-}
-
-func typeName(mode uint32) string {
-	switch mode & unix.S_IFMT {
-	case unix.S_IFSOCK:
-		return "socket"
-	case unix.S_IFIFO:
-		return "fifo"
-	case unix.S_IFCHR:
-		return "character device"
-	case unix.S_IFBLK:
-		return "block device"
-	}
-	return fmt.Sprintf("mode %#o", mode)
+	return fmt.Errorf("dumpfs: file %s refused: %w (%s)", d.path(name), ErrUnsupportedType, beneath.TypeName(st.Mode))
 }
 
 func (d *dumper) symlink(pfd int, name string) error {
-	target, err := readlinkFD(pfd)
+	target, err := beneath.Readlink(pfd, 1<<16)
 	if err != nil {
 		return fmt.Errorf("dumpfs: readlink %s: %w", d.path(name), err)
 	}
@@ -182,23 +157,6 @@ func (d *dumper) symlink(pfd int, name string) error {
 		return fmt.Errorf("dumpfs: %s: %w", d.path(name), err)
 	}
 	return nil
-}
-
-// readlinkFD reads the target of the symlink that the O_PATH fd refers to.
-func readlinkFD(fd int) (string, error) {
-	for size := 256; ; size *= 2 {
-		buf := make([]byte, size)
-		n, err := unix.Readlinkat(fd, "", buf)
-		if err != nil {
-			return "", err
-		}
-		if n < size {
-			return string(buf[:n]), nil
-		}
-		if size > 1<<16 {
-			return "", fmt.Errorf("symlink target longer than %d bytes", size)
-		}
-	}
 }
 
 // file copies a regular file; it reopens the name for reading and checks
