@@ -12,8 +12,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
-	"os/user"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -136,23 +134,10 @@ func hostileChild(in io.Reader, out io.Writer) int {
 // function reads its next reply, and the writer is its stdin.
 func hostileAs(t *testing.T, userName string, req hostileRequest) (next func() hostileReply, stdin io.WriteCloser) {
 	t.Helper()
-	u, err := user.Lookup(userName)
-	if err != nil {
-		t.Fatal(err)
-	}
-	uid, _ := strconv.Atoi(u.Uid)
-	gid, _ := strconv.Atoi(u.Gid)
-	self, err := os.Open("/proc/self/exe")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer self.Close()
-	cmd := exec.Command("/proc/self/fd/3") // the test user need not reach go test's temp dir
-	cmd.ExtraFiles = []*os.File{self}
-	cmd.Env = []string{"PRIVNIX_TEST_HOSTILE=1"}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}}}
+	cmd := selfAs(t, userName, "PRIVNIX_TEST_HOSTILE=1")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
+	var err error
 	stdin, err = cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)

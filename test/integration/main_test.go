@@ -44,22 +44,7 @@ func hold(sock string) int {
 // connection is up. Closing the returned writer ends it.
 func holdConnection(t *testing.T, userName, socket string) io.WriteCloser {
 	t.Helper()
-	u, err := user.Lookup(userName)
-	if err != nil {
-		t.Fatal(err)
-	}
-	uid, _ := strconv.Atoi(u.Uid)
-	gid, _ := strconv.Atoi(u.Gid)
-	self, err := os.Open("/proc/self/exe")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer self.Close()
-	// Exec through the fd: the test user need not reach go test's temp dir.
-	cmd := exec.Command("/proc/self/fd/3")
-	cmd.ExtraFiles = []*os.File{self}
-	cmd.Env = []string{"PRIVNIX_TEST_HOLD=" + socket}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}}}
+	cmd := selfAs(t, userName, "PRIVNIX_TEST_HOLD="+socket)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -95,4 +80,27 @@ func lookupGID(t *testing.T, name string) int {
 	}
 	g, _ := strconv.Atoi(u.Gid)
 	return g
+}
+
+// selfAs prepares the test binary to run again as userName, with only env in
+// its environment: exec'd through an fd, so the test user need not reach go
+// test's temporary directory.
+func selfAs(t *testing.T, userName string, env ...string) *exec.Cmd {
+	t.Helper()
+	u, err := user.Lookup(userName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	self, err := os.Open("/proc/self/exe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { self.Close() })
+	cmd := exec.Command("/proc/self/fd/3")
+	cmd.ExtraFiles = []*os.File{self}
+	cmd.Env = env
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}}}
+	return cmd
 }
