@@ -562,7 +562,7 @@ func splitJob(j msg.BuildJob) (msg.BuildJob, []msg.BuildJobMore) {
 // looks (<log dir>/drvs/<2 chars>/<rest of the base name>), replacing an
 // earlier build's; nil (logged) if it cannot.
 func (m *Monitor) openBuildLog(drvPath storepath.Path) *os.File {
-	if m.cfg.Settings.Other["keep-build-log"] == "false" {
+	if m.current().set.Other["keep-build-log"] == "false" {
 		return nil
 	}
 	base := drvPath.Base()

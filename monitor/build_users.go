@@ -37,7 +37,7 @@ func newBuildUsers(m *Monitor) *buildUsers { return &buildUsers{m: m} }
 // load reads the pool once, at the first build (the group may be created
 // after privnixd starts; a failure is reported to every build).
 func (b *buildUsers) load() {
-	set := b.m.cfg.Settings
+	set := b.m.current().set
 	if !b.m.root {
 		b.err = fmt.Errorf("privnixd does not run as root: builds are not supported yet")
 		return

@@ -16,7 +16,7 @@ type connectDecision struct {
 
 // decideConnect resolves the peer's names through the system's user database
 // and asks policy whether it may connect and whether it is trusted.
-func (m *Monitor) decideConnect(p *peer) connectDecision {
+func (m *Monitor) decideConnect(p *peer, snap *snapshot) connectDecision {
 	pp, err := m.resolvePeer(*p)
 	p.User = pp.User
 	if p.User == "" {
@@ -25,7 +25,7 @@ func (m *Monitor) decideConnect(p *peer) connectDecision {
 	if err != nil {
 		m.log.Warn("resolving the client's user and groups failed", "client_uid", p.UID, "err", err)
 	}
-	allowed, trusted, d := policy.Connect(pp, m.cfg.Settings, uint32(os.Geteuid()))
+	allowed, trusted, d := policy.Connect(pp, snap.set, uint32(os.Geteuid()))
 	if !allowed {
 		return connectDecision{refusal: d.Reason, rule: d.Rule}
 	}

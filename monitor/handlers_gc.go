@@ -52,7 +52,7 @@ func handleCollectGarbage(s *session, req msg.Message, _ []*os.File) (reply, err
 	if err != nil {
 		return s.failed("finding garbage collector roots", err), nil
 	}
-	set := s.m.cfg.Settings
+	set := s.snap.set
 	opts := gc.Options{
 		Action:   action,
 		Paths:    paths,

@@ -19,8 +19,8 @@ func handleSetOptions(s *session, req msg.Message, _ []*os.File) (reply, error) 
 	for i, ov := range o.Overrides {
 		overrides[i] = policy.Override{Name: ov.Name, Value: ov.Value}
 	}
-	apply, warnings := policy.FilterOverrides(s.trusted, overrides, s.m.cfg.Settings)
-	set := s.m.cfg.Settings.Clone()
+	apply, warnings := policy.FilterOverrides(s.trusted, overrides, s.snap.set)
+	set := s.snap.set.Clone()
 	for _, a := range apply {
 		if err := set.Apply(a.Name, a.Value); err != nil {
 			warnings = append(warnings, err.Error())
@@ -40,7 +40,7 @@ func (s *session) settings() *conf.Settings {
 	s.optMu.Lock()
 	defer s.optMu.Unlock()
 	if s.opts == nil {
-		return s.m.cfg.Settings
+		return s.snap.set
 	}
 	return s.opts
 }

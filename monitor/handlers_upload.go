@@ -129,7 +129,7 @@ func maxBytes(b *msg.BeginUpload) uint64 {
 // (checked again against the bytes when sealing) or a signature by a key in
 // trusted-public-keys.
 func (s *session) mayImport(p storepath.Path, b *msg.BeginUpload) policy.Decision {
-	set := s.m.cfg.Settings
+	set := s.snap.set
 	return policy.CanImport(s.m.store.dir.String(p), s.trusted, s.claimsCA(p, &b.Info), s.signed(p, &b.Info), set.RequireSigs, b.DontCheckSigs)
 }
 
@@ -182,7 +182,7 @@ func (s *session) signed(p storepath.Path, info *msg.PathInfo) bool {
 			sigs = append(sigs, sig)
 		}
 	}
-	return narinfo.VerifyAny(fp, sigs, s.m.trustedKeys)
+	return narinfo.VerifyAny(fp, sigs, s.snap.keys)
 }
 
 func handleFinishUpload(s *session, req msg.Message, _ []*os.File) (reply, error) {

@@ -13,10 +13,10 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"privnix/nix/conf"
-	"privnix/nix/narinfo"
 )
 
 // NixVersion is the Nix version privnix reports to clients in the handshake
@@ -27,8 +27,8 @@ const NixVersion = "2.8.0-privnix.0.1"
 // Config is everything Run needs.
 type Config struct {
 	Paths    Paths
-	BinDir   string // where privnix-frontend and privnix-storeproc are
-	Settings *conf.Settings
+	BinDir   string         // where privnix-frontend and privnix-storeproc are
+	Settings *conf.Settings // at start; afterwards read Monitor.current
 	Log      *slog.Logger
 	Getenv   func(string) string
 }
@@ -48,10 +48,10 @@ type Monitor struct {
 	buildSpawner *spawner
 	builds       *builds
 
-	store       *storeState
-	roots       *rootSet
-	locks       *pathLocks
-	trustedKeys []narinfo.PublicKey
+	store *storeState
+	roots *rootSet
+	locks *pathLocks
+	snap  atomic.Pointer[snapshot] // the newest configuration (reload.go)
 
 	mu      sync.Mutex
 	perUser map[uint32]int        // live connections per client uid; guarded by mu
@@ -105,14 +105,7 @@ func newMonitor(cfg Config) (*Monitor, error) {
 	m.pool = newFrontendPool(m, int(cfg.Settings.FrontendPool))
 	m.roots = newRootSet()
 	m.locks = newPathLocks()
-	for _, k := range cfg.Settings.TrustedPublicKeys {
-		pk, err := narinfo.ParsePublicKey(k)
-		if err != nil {
-			m.log.Warn("ignoring a trusted-public-keys entry that is not a key", "entry", k, "err", err)
-			continue
-		}
-		m.trustedKeys = append(m.trustedKeys, pk)
-	}
+	m.snap.Store(newSnapshot(cfg.Settings, m.log))
 	if m.store, err = openStore(m); err != nil {
 		return nil, err
 	}

@@ -35,6 +35,7 @@ type session struct {
 	fe      *child
 	log     *slog.Logger
 	ups     uploads
+	snap    *snapshot // the configuration this connection was accepted under
 
 	optMu sync.Mutex
 	opts  *conf.Settings // the client's SetOptions applied; guarded by optMu
@@ -53,11 +54,12 @@ func (m *Monitor) serveClient(ctx context.Context, c *net.UnixConn) {
 		m.log.Error("reopening the store failed; connection dropped", "err", err)
 		return
 	}
-	d := m.decideConnect(&p)
+	snap := m.current()
+	d := m.decideConnect(&p, snap)
 	audit := m.log.With("client_uid", p.UID, "client_pid", p.PID, "user", p.User)
-	if !m.admitUser(p.UID) {
+	if !m.admitUser(p.UID, snap.set.MaxConnectionsPerUser) {
 		d = connectDecision{refusal: fmt.Sprintf("user '%s' has too many connections to the Nix daemon (privnix-max-connections-per-user = %d)",
-			p.User, m.cfg.Settings.MaxConnectionsPerUser), rule: "privnix-max-connections-per-user"}
+			p.User, snap.set.MaxConnectionsPerUser), rule: "privnix-max-connections-per-user"}
 	} else {
 		defer m.leaveUser(p.UID)
 	}
@@ -70,7 +72,7 @@ func (m *Monitor) serveClient(ctx context.Context, c *net.UnixConn) {
 	if err != nil {
 		return
 	}
-	s := &session{m: m, peer: p, trusted: d.trusted, fe: fe,
+	s := &session{m: m, peer: p, trusted: d.trusted, fe: fe, snap: snap,
 		log: audit.With("frontend_pid", fe.cmd.Process.Pid, "frontend_uid", fe.uid)}
 	if err := s.bind(c, d.refusal); err != nil {
 		s.log.Error("binding the frontend failed", "err", err)
@@ -172,10 +174,10 @@ func (m *Monitor) track(s *session, live bool) {
 	}
 }
 
-func (m *Monitor) admitUser(uid uint32) bool {
+func (m *Monitor) admitUser(uid, limit uint32) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if uint32(m.perUser[uid]) >= m.cfg.Settings.MaxConnectionsPerUser {
+	if uint32(m.perUser[uid]) >= limit {
 		return false
 	}
 	m.perUser[uid]++
