@@ -16,12 +16,18 @@ import (
 // a member of that group only; or, when the setting is empty, uids from
 // privnix-build-uids that have no passwd entry (their gid is their uid). A
 // build takes a user for its whole run and gives it back; when every user is
-// busy the build waits. One user never runs two builds.
+// busy the build waits. One user never runs two builds. The pool is read at
+// the first build and again at the first build after a reload (SIGHUP): a
+// user still busy with a build started under the old pool is not handed out
+// until that build gives it back.
 type buildUsers struct {
-	m    *Monitor
-	once sync.Once
-	err  error
-	free chan buildUser
+	m      *Monitor
+	mu     sync.Mutex
+	wake   *sync.Cond // broadcast when a user is given back or the pool is to be reread
+	loaded bool       // pool and err are read for the current configuration; guarded by mu
+	err    error      // guarded by mu
+	pool   []buildUser
+	busy   map[uint32]bool // uids running a build, whichever pool they came from; guarded by mu
 }
 
 type buildUser struct {
@@ -32,11 +38,17 @@ type buildUser struct {
 // maxRangeBuildUsers bounds the users taken from privnix-build-uids.
 const maxRangeBuildUsers = 256
 
-func newBuildUsers(m *Monitor) *buildUsers { return &buildUsers{m: m} }
+func newBuildUsers(m *Monitor) *buildUsers {
+	b := &buildUsers{m: m, busy: map[uint32]bool{}}
+	b.wake = sync.NewCond(&b.mu)
+	return b
+}
 
-// load reads the pool once, at the first build (the group may be created
-// after privnixd starts; a failure is reported to every build).
+// load reads the pool from the current configuration (the group may be
+// created after privnixd starts; a failure is reported to every build until
+// the next reload). Called with mu held.
 func (b *buildUsers) load() {
+	b.pool, b.err = nil, nil
 	set := b.m.current().set
 	if !b.m.root {
 		b.err = fmt.Errorf("privnixd does not run as root: builds are not supported yet")
@@ -86,28 +98,46 @@ func (b *buildUsers) load() {
 			return
 		}
 	}
-	b.free = make(chan buildUser, len(pool))
-	for _, u := range pool {
-		b.free <- u
-	}
+	b.pool = pool
 }
 
 // get takes a free build user, waiting while all are busy, and makes sure
 // no process of it runs.
 func (b *buildUsers) get() (buildUser, error) {
-	b.once.Do(b.load)
-	if b.err != nil {
-		return buildUser{}, b.err
+	u, err := b.take()
+	if err != nil {
+		return buildUser{}, err
 	}
-	u := <-b.free
 	if n, err := killUser(u.uid); err != nil || n > 0 {
 		b.m.log.Warn("killed processes of a build user before its build", "uid", u.uid, "killed", n, "err", err)
 		if err != nil {
-			b.free <- u
+			b.release(u)
 			return buildUser{}, fmt.Errorf("build user %d cannot be used: %v", u.uid, err)
 		}
 	}
 	return u, nil
+}
+
+// take marks a user of the current pool busy, waiting while all are.
+func (b *buildUsers) take() (buildUser, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for {
+		if !b.loaded {
+			b.load()
+			b.loaded = true
+		}
+		if b.err != nil {
+			return buildUser{}, b.err
+		}
+		for _, u := range b.pool {
+			if !b.busy[u.uid] {
+				b.busy[u.uid] = true
+				return u, nil
+			}
+		}
+		b.wake.Wait()
+	}
 }
 
 // put gives u back once no process of it runs.
@@ -115,7 +145,22 @@ func (b *buildUsers) put(u buildUser) {
 	if n, err := killUser(u.uid); err != nil || n > 0 {
 		b.m.log.Warn("killed processes a build left behind", "uid", u.uid, "killed", n, "err", err)
 	}
-	b.free <- u
+	b.release(u)
+}
+
+func (b *buildUsers) release(u buildUser) {
+	b.mu.Lock()
+	delete(b.busy, u.uid)
+	b.wake.Broadcast()
+	b.mu.Unlock()
+}
+
+// reread makes the next build read the pool again (after a reload).
+func (b *buildUsers) reread() {
+	b.mu.Lock()
+	b.loaded = false
+	b.wake.Broadcast()
+	b.mu.Unlock()
 }
 
 // killUser kills every process whose real, effective or saved uid is uid,

@@ -30,7 +30,13 @@ type Config struct {
 	BinDir   string         // where privnix-frontend and privnix-storeproc are
 	Settings *conf.Settings // at start; afterwards read Monitor.current
 	Log      *slog.Logger
+	Audit    *slog.Logger // privileged decisions and actions; nil = Log
 	Getenv   func(string) string
+
+	// Load reads the configuration again; each value on Reload (SIGHUP)
+	// makes the monitor call it (reload.go). Both may be nil.
+	Load   func() (*conf.Settings, []string, error)
+	Reload <-chan os.Signal
 }
 
 // Monitor is the running daemon.
@@ -38,6 +44,7 @@ type Monitor struct {
 	cfg     Config
 	root    bool // we can change uids; otherwise every child runs as us
 	log     *slog.Logger
+	audit   *slog.Logger // its own sink: no child can flood it (DESIGN.md, Messages)
 	spawner *spawner
 	feUIDs  *uidPool
 	spUIDs  *uidPool
@@ -71,6 +78,9 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	m.log.Info("listening", "socket", cfg.Paths.SocketPath, "store", cfg.Paths.StoreDir, "root", m.root)
 	go m.pool.fill(ctx)
+	if cfg.Reload != nil && cfg.Load != nil {
+		go m.reloadOn(ctx, cfg.Reload)
+	}
 	go func() { <-ctx.Done(); l.Close() }()
 	err = m.acceptLoop(ctx, l)
 	m.shutdown()
@@ -85,8 +95,12 @@ func newMonitor(cfg Config) (*Monitor, error) {
 		cfg:     cfg,
 		root:    os.Geteuid() == 0,
 		log:     cfg.Log,
+		audit:   cfg.Audit,
 		perUser: map[uint32]int{},
 		conns:   map[*session]struct{}{},
+	}
+	if m.audit == nil {
+		m.audit = cfg.Log
 	}
 	if !m.root {
 		m.log.Warn("privnixd is not running as root: it cannot change uids, so every child and build runs as uid " +

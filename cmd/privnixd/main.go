@@ -39,7 +39,9 @@ func main() {
 		kong.Name("privnixd"),
 		kong.Description("The privnix daemon: a privilege-separated replacement for nix-daemon.\n\n"+
 			"It reads nix.conf and NIX_STORE_DIR, NIX_STATE_DIR, NIX_LOG_DIR, NIX_CONF_DIR and NIX_DAEMON_SOCKET_PATH as nix-daemon does, "+
-			"listens on the daemon socket (or takes it from systemd socket activation) and serves until SIGTERM or SIGINT."),
+			"listens on the daemon socket (or takes it from systemd socket activation) and serves until SIGTERM or SIGINT.\n\n"+
+			"SIGHUP rereads nix.conf and privnix.conf without dropping connections: open connections keep the settings they started with, "+
+			"new ones take the new settings; a configuration that does not load is refused and the running one kept (the log says why)."),
 		kong.Vars{"version": "privnixd (Nix) " + monitor.NixVersion},
 	)
 	log := newLogger(c.LogFormat, c.Debug)
@@ -57,11 +59,14 @@ func run(c cli, log *slog.Logger) error {
 	}
 	// nix.conf, then privnix.conf for privnix's own settings (Nix clients read
 	// nix.conf too, and would warn about names they do not know).
-	settings, warnings, err := conf.LoadAll(paths.ConfFiles(), os.ReadFile, conf.Host{
-		Root:    os.Geteuid() == 0,
-		NumCPU:  runtime.NumCPU(),
-		ConfDir: paths.ConfDir,
-	})
+	load := func() (*conf.Settings, []string, error) {
+		return conf.LoadAll(paths.ConfFiles(), os.ReadFile, conf.Host{
+			Root:    os.Geteuid() == 0,
+			NumCPU:  runtime.NumCPU(),
+			ConfDir: paths.ConfDir,
+		})
+	}
+	settings, warnings, err := load()
 	if err != nil {
 		return err
 	}
@@ -85,7 +90,10 @@ func run(c cli, log *slog.Logger) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	return monitor.Run(ctx, monitor.Config{Paths: paths, BinDir: binDir, Settings: settings, Log: log, Getenv: os.Getenv})
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	return monitor.Run(ctx, monitor.Config{Paths: paths, BinDir: binDir, Settings: settings, Log: log, Getenv: os.Getenv,
+		Load: load, Reload: hup})
 }
 
 func defaultBinDir() string {

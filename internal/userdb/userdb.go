@@ -173,6 +173,14 @@ func (db *DB) Peer(uid, gid uint32) (user, primaryGroup string, groups []string,
 	return id.User, primaryGroup, append([]string(nil), id.Groups...), nil
 }
 
+// Forget drops every cached answer (privnixd's SIGHUP: the admin may have
+// changed users or groups).
+func (db *DB) Forget() {
+	db.mu.Lock()
+	db.cache = map[string]entry{}
+	db.mu.Unlock()
+}
+
 // do answers key from the cache or runs f with the deadline, caching answers
 // (a nil value means "not found") but not errors.
 func (db *DB) do(key string, f func() (any, error)) (any, error) {

@@ -17,7 +17,9 @@ import (
 
 // The test binary doubles as a client that holds one connection open: with
 // PRIVNIX_TEST_HOLD=<socket> it connects, says "ready" and waits for stdin
-// to close. Tests run it as a test user to have a live, bound frontend.
+// to close. Tests run it as a test user to have a live, bound frontend. Each
+// line it reads is added to the store as a text file named "held", and it
+// prints the path or the error, so a test can use the held connection.
 func TestMain(m *testing.M) {
 	if sock := os.Getenv("PRIVNIX_TEST_HOLD"); sock != "" {
 		os.Exit(hold(sock))
@@ -35,7 +37,11 @@ func hold(sock string) int {
 		return 1
 	}
 	fmt.Println("ready")
-	io.Copy(io.Discard, os.Stdin)
+	in := bufio.NewScanner(os.Stdin)
+	for in.Scan() {
+		p, err := c.AddTextToStore("held", in.Text(), nil)
+		fmt.Println(p, err)
+	}
 	c.Close()
 	return 0
 }
@@ -43,6 +49,14 @@ func hold(sock string) int {
 // holdConnection starts the holder as userName; it returns when the
 // connection is up. Closing the returned writer ends it.
 func holdConnection(t *testing.T, userName, socket string) io.WriteCloser {
+	t.Helper()
+	in, _ := heldConnection(t, userName, socket)
+	return in
+}
+
+// heldConnection is holdConnection that also returns the holder's output:
+// write a line to in, read the answer (path and error) from out.
+func heldConnection(t *testing.T, userName, socket string) (in io.WriteCloser, out *bufio.Reader) {
 	t.Helper()
 	cmd := selfAs(t, userName, "PRIVNIX_TEST_HOLD="+socket)
 	stdin, err := cmd.StdinPipe()
@@ -57,11 +71,12 @@ func holdConnection(t *testing.T, userName, socket string) io.WriteCloser {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { stdin.Close(); cmd.Wait() })
-	line, _ := bufio.NewReader(stdout).ReadString('\n')
+	out = bufio.NewReader(stdout)
+	line, _ := out.ReadString('\n')
 	if line != "ready\n" {
 		t.Fatalf("holder as %s: %q", userName, line)
 	}
-	return stdin
+	return stdin, out
 }
 
 func userLookup(name string) (int, error) {
