@@ -18,6 +18,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"privnix/internal/rawsock"
 	"privnix/ipc/msg"
 )
 
@@ -234,7 +235,7 @@ func (c *Conn) send(m msg.Message, files []*os.File, wait bool) error {
 	}
 	var serr error
 	err = c.rc.Write(func(fd uintptr) bool {
-		serr = unix.Sendmsg(int(fd), buf, oob, nil, flags)
+		_, serr = rawsock.Sendmsg(int(fd), buf, oob, flags)
 		return !(wait && serr == unix.EAGAIN)
 	})
 	runtime.KeepAlive(files) // their fds must stay open until sendmsg returns
@@ -264,7 +265,7 @@ func (c *Conn) Recv() (msg.Message, []*os.File, error) {
 		if bufp == nil {
 			bufp = recvBufs.Get().(*[]byte)
 		}
-		n, oobn, rflags, _, rerr = unix.Recvmsg(int(fd), *bufp, c.oob, unix.MSG_CMSG_CLOEXEC)
+		n, oobn, rflags, rerr = rawsock.Recvmsg(int(fd), *bufp, c.oob, unix.MSG_CMSG_CLOEXEC)
 		if rerr == unix.EAGAIN {
 			recvBufs.Put(bufp)
 			bufp = nil

@@ -21,6 +21,7 @@ import (
 
 	"privnix/frontend"
 	"privnix/internal/confine"
+	"privnix/internal/rawsock"
 	"privnix/ipc"
 	"privnix/ipc/msg"
 )
@@ -113,7 +114,12 @@ func awaitClient(mon *ipc.Conn) (msg.HelloOK, net.Conn, error) {
 	if err != nil {
 		return msg.HelloOK{}, nil, err
 	}
-	return s.HelloOK, c, nil
+	rc, err := rawsock.NewConn(c)
+	if err != nil {
+		c.Close()
+		return msg.HelloOK{}, nil, err
+	}
+	return s.HelloOK, rc, nil
 }
 
 func closeAll(fs []*os.File) {
