@@ -3,6 +3,7 @@ package storedb
 import (
 	"bytes"
 	"fmt"
+	"sync"
 
 	"github.com/dgraph-io/badger/v4"
 
@@ -10,11 +11,78 @@ import (
 )
 
 // view runs fn in a read-only transaction and labels its error.
+//
+// Readers share one read-only Badger transaction (a snapshot) for as long as
+// no write has committed since it began: opening and discarding a transaction
+// per read costs more than the read (Badger's watermarks hand every begin and
+// end to a goroutine of their own). The snapshot is tagged with db.commits as
+// it was read before the transaction began, and used only while db.commits
+// still has that value. A writer bumps db.commits after its commit returns, so
+// a read that starts after a write returned never uses a snapshot older than
+// that write; a snapshot may hold a commit newer than its tag, which is only
+// ever a write still in progress, and is replaced at the next read after it
+// returns.
 func (db *DB) view(what string, fn func(txn *badger.Txn) error) error {
-	if err := db.bdb.View(fn); err != nil {
+	s := db.snap.acquire(db)
+	err := fn(s.txn)
+	db.snap.release(s)
+	if err != nil {
 		return fmt.Errorf("storedb: %s: %w", what, err)
 	}
 	return nil
+}
+
+// snapshots holds the shared read-only transaction (see view).
+type snapshots struct {
+	mu  sync.Mutex
+	cur *snapshot // nil until the first read, and after close
+}
+
+type snapshot struct {
+	txn   *badger.Txn
+	gen   int64 // db.commits when txn began
+	users int   // readers inside fn; guarded by snapshots.mu
+	stale bool  // replaced: discarded by its last user
+}
+
+func (ss *snapshots) acquire(db *DB) *snapshot {
+	gen := db.commits.Load()
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	s := ss.cur
+	if s == nil || s.gen != gen {
+		ss.retire()
+		s = &snapshot{txn: db.bdb.NewTransaction(false), gen: gen}
+		ss.cur = s
+	}
+	s.users++
+	return s
+}
+
+func (ss *snapshots) release(s *snapshot) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if s.users--; s.users == 0 && s.stale {
+		s.txn.Discard()
+	}
+}
+
+// retire drops the current snapshot; the caller holds mu.
+func (ss *snapshots) retire() {
+	if s := ss.cur; s != nil {
+		s.stale = true
+		if s.users == 0 {
+			s.txn.Discard()
+		}
+		ss.cur = nil
+	}
+}
+
+// close discards the current snapshot (before the database closes).
+func (ss *snapshots) close() {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	ss.retire()
 }
 
 // IsValid reports whether p is valid.

@@ -87,8 +87,10 @@ type DB struct {
 	// commits concurrently. Lock order: gcMu, then Badger's own locks.
 	gcMu sync.RWMutex
 
-	// commits counts committed write transactions (tests check batch splits).
+	// commits counts committed write transactions (tests check batch splits;
+	// readers' shared snapshot is tagged with it, see view).
 	commits atomic.Int64
+	snap    snapshots
 }
 
 type fileID struct{ dev, ino uint64 }
@@ -209,6 +211,7 @@ func (db *DB) initEmpty(txn *badger.Txn) error {
 
 // Close flushes and closes the database.
 func (db *DB) Close() error {
+	db.snap.close()
 	if err := db.bdb.Close(); err != nil {
 		return fmt.Errorf("storedb: close %s: %w", db.dir, err)
 	}
