@@ -505,11 +505,9 @@ func opBuildPaths(c *conn) error {
 			}
 		})
 	}
-	// BuildPaths (9) answers 1, or fails with the first failure's message.
-	for _, r := range results {
-		if !r.Succeeded() {
-			return &Error{Msg: r.ErrorMsg, Status: 1}
-		}
+	// BuildPaths (9) answers 1, or fails as nix-daemon does (buildFailure).
+	if err := buildFailure(c.log, results); err != nil {
+		return err
 	}
 	return c.reply(func(w *wire.Writer) { w.U64(1) })
 }

@@ -1,11 +1,12 @@
 package monitor
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"slices"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -36,6 +37,7 @@ const (
 	statusMiscFailure      = 9
 	statusDependencyFailed = 10
 	statusLogLimitExceeded = 11
+	statusNotDeterministic = 12
 	statusNoSubstituters   = 14
 )
 
@@ -57,10 +59,36 @@ type builds struct {
 
 	parserMu sync.Mutex
 	parser   *drvParser // the derivation parser (a storeproc), started when first needed; guarded by parserMu
+
+	wantMu sync.Mutex
+	wanted map[storepath.Path]int // requests waiting for or running a build of a derivation; guarded by wantMu
 }
 
 func newBuilds(m *Monitor) *builds {
-	return &builds{m: m, drvs: drvMemo{m: map[storepath.Path]*verifiedDrv{}}, users: newBuildUsers(m)}
+	return &builds{m: m, drvs: drvMemo{m: map[storepath.Path]*verifiedDrv{}}, users: newBuildUsers(m),
+		wanted: map[storepath.Path]int{}}
+}
+
+// want records that a request wants d built, until the returned release.
+func (b *builds) want(d storepath.Path) func() {
+	b.wantMu.Lock()
+	b.wanted[d]++
+	b.wantMu.Unlock()
+	return func() {
+		b.wantMu.Lock()
+		defer b.wantMu.Unlock()
+		if b.wanted[d]--; b.wanted[d] <= 0 {
+			delete(b.wanted, d)
+		}
+	}
+}
+
+// othersWant reports whether a request other than the one building d
+// waits for it.
+func (b *builds) othersWant(d storepath.Path) bool {
+	b.wantMu.Lock()
+	defer b.wantMu.Unlock()
+	return b.wanted[d] > 1
 }
 
 // outcome is how one derivation's realisation went, within one request.
@@ -68,9 +96,12 @@ type outcome struct {
 	status uint64
 	msg    string
 	built  bool
-	start  time.Time
-	stop   time.Time
-	ready  chan struct{} // closed when the fields above are final
+	// stopped: never finished because the request was abandoned (the
+	// client left, or another build failed without keep-going)
+	stopped bool
+	start   time.Time
+	stop    time.Time
+	ready   chan struct{} // closed when the fields above are final
 }
 
 func (o *outcome) ok() bool { return o.status == statusBuilt || o.status == statusAlreadyValid }
@@ -79,10 +110,30 @@ func (o *outcome) ok() bool { return o.status == statusBuilt || o.status == stat
 type buildRequest struct {
 	s      *session
 	set    *conf.Settings // the connection's settings (nix.conf and SetOptions)
+	mode   uint64         // msg.BuildMode*: applies to the targets; their inputs are built normally
 	slots  chan struct{}  // max-jobs: as nix-daemon, per connection
 	sendMu sync.Mutex
 	mu     sync.Mutex
 	done   map[storepath.Path]*outcome // guarded by mu
+	// ctx ends when the request is abandoned: the frontend is gone (its
+	// client hung up), or a build failed and keep-going is off. Waits end
+	// and builds no other request waits for are killed.
+	ctx     context.Context
+	abandon context.CancelFunc
+}
+
+func newBuildRequest(s *session, mode uint64) *buildRequest {
+	set := s.settings()
+	ctx, abandon := context.WithCancel(context.Background())
+	go func() {
+		select {
+		case <-s.fe.done:
+			abandon()
+		case <-ctx.Done():
+		}
+	}()
+	return &buildRequest{s: s, set: set, mode: mode, slots: make(chan struct{}, max(int(set.MaxJobs), 1)),
+		done: map[storepath.Path]*outcome{}, ctx: ctx, abandon: abandon}
 }
 
 // event sends a BuildEvent to the frontend (from the handler or a log
@@ -103,11 +154,11 @@ func handleBuild(s *session, req msg.Message, _ []*os.File) (reply, error) {
 	if b.Mode == msg.BuildModeRepair && !s.trusted {
 		return answer(refuse("repairing is not allowed because you are not in 'trusted-users'")), nil
 	}
-	if b.Mode != msg.BuildModeNormal {
-		return answer(&msg.Error{Class: msg.ClassUnsupported, Message: "privnix does not check or repair builds yet"}), nil
+	if b.Mode == msg.BuildModeRepair {
+		return answer(&msg.Error{Class: msg.ClassUnsupported, Message: "privnix does not repair builds yet"}), nil
 	}
-	set := s.settings()
-	r := &buildRequest{s: s, set: set, slots: make(chan struct{}, max(int(set.MaxJobs), 1)), done: map[storepath.Path]*outcome{}}
+	r := newBuildRequest(s, b.Mode)
+	defer r.abandon()
 	results := make(msg.BuildResultList, len(b.Targets))
 	paths := make([]storepath.Path, len(b.Targets))
 	for i, t := range b.Targets {
@@ -190,7 +241,8 @@ func (s *session) drvMessage(err error) string {
 }
 
 // realise makes v's outputs valid: its input derivations first, then v
-// itself if one of its outputs is missing.
+// itself if one of its outputs is missing (or, for a target, in check
+// mode).
 func (r *buildRequest) realise(v *verifiedDrv, depth int) *outcome {
 	r.mu.Lock()
 	if o := r.done[v.path]; o != nil {
@@ -198,35 +250,84 @@ func (r *buildRequest) realise(v *verifiedDrv, depth int) *outcome {
 		<-o.ready // the graph is acyclic: this ends
 		return o
 	}
-	m := r.s.m
 	o := &outcome{ready: make(chan struct{})}
 	r.done[v.path] = o
 	r.mu.Unlock()
 	defer close(o.ready)
-	if err := m.registerDrvOutputs(v); err != nil {
-		o.status, o.msg = statusMiscFailure, "recording derivation outputs failed in privnixd"
-		r.s.log.Error("recording derivation outputs", "err", err)
+	defer func() {
+		if !o.ok() && !r.set.KeepGoing {
+			r.abandon() // as nix-daemon: the first failure ends the request
+		}
+	}()
+	mode := r.modeAt(depth)
+	if r.outputsReady(v, mode, o) {
 		return o
 	}
-	if missing, err := m.missingOutputs(v); err != nil {
-		o.status, o.msg = statusMiscFailure, "checking outputs failed in privnixd"
-		return o
-	} else if len(missing) == 0 {
-		o.status = statusAlreadyValid
-		return o
-	}
-	failed := 0
 	ivs := make([]*verifiedDrv, len(v.d.InputDrvs))
-	ios := make([]*outcome, len(v.d.InputDrvs))
 	for i, in := range v.d.InputDrvs {
-		ip, _ := m.store.dir.Parse(in.Path)
-		iv, err := m.verifyDrv(ip)
+		ip, _ := r.s.m.store.dir.Parse(in.Path)
+		iv, err := r.s.m.verifyDrv(ip)
 		if err != nil {
 			o.status, o.msg = statusMiscFailure, r.s.drvMessage(err)
 			return o
 		}
 		ivs[i] = iv
 	}
+	if r.inputsFailed(v, ivs, depth, o) {
+		return o
+	}
+	if r.ctx.Err() != nil {
+		o.status, o.stopped = statusMiscFailure, true
+		return o
+	}
+	r.build(v, mode, o)
+	if !o.ok() && !o.stopped && depth > 0 {
+		// Nix logs a dependency's failure where it happens; the target
+		// reports "dependencies ... failed to build".
+		r.event(msg.EventError, v.path, o.msg)
+	}
+	return o
+}
+
+// modeAt is the build mode of a derivation at depth: the request's for its
+// targets; inputs are built normally (repair applies to them too, as Nix).
+func (r *buildRequest) modeAt(depth int) uint64 {
+	if depth == 0 || r.mode == msg.BuildModeRepair {
+		return r.mode
+	}
+	return msg.BuildModeNormal
+}
+
+// outputsReady records v's outputs and says whether nothing is to be done
+// (o is then final): all valid in normal mode, or an error.
+func (r *buildRequest) outputsReady(v *verifiedDrv, mode uint64, o *outcome) bool {
+	m := r.s.m
+	if err := m.registerDrvOutputs(v); err != nil {
+		o.status, o.msg = statusMiscFailure, "recording derivation outputs failed in privnixd"
+		r.s.log.Error("recording derivation outputs", "err", err)
+		return true
+	}
+	missing, err := m.missingOutputs(v)
+	switch {
+	case err != nil:
+		o.status, o.msg = statusMiscFailure, "checking outputs failed in privnixd"
+	case mode == msg.BuildModeCheck && len(missing) > 0:
+		o.status = statusMiscFailure
+		o.msg = fmt.Sprintf("some outputs of '%s' are not valid, so checking is not possible", yellow(m.store.dir.String(v.path)))
+	case mode == msg.BuildModeNormal && len(missing) == 0:
+		o.status = statusAlreadyValid
+	default:
+		return false
+	}
+	return true
+}
+
+// inputsFailed realises v's input derivations (at once: job slots and build
+// users bound what runs) and says whether one failed (o is then final).
+// Inputs stopped because of another failure do not count, as in Nix.
+func (r *buildRequest) inputsFailed(v *verifiedDrv, ivs []*verifiedDrv, depth int, o *outcome) bool {
+	m := r.s.m
+	ios := make([]*outcome, len(ivs))
 	var wg sync.WaitGroup
 	for i := range ivs {
 		wg.Add(1)
@@ -236,8 +337,13 @@ func (r *buildRequest) realise(v *verifiedDrv, depth int) *outcome {
 		}()
 	}
 	wg.Wait()
+	failed, stopped := 0, false
 	for i, in := range v.d.InputDrvs {
 		iv, io := ivs[i], ios[i]
+		if io.stopped {
+			stopped = true
+			continue
+		}
 		if !io.ok() {
 			failed++
 			continue
@@ -254,15 +360,13 @@ func (r *buildRequest) realise(v *verifiedDrv, depth int) *outcome {
 	if failed > 0 {
 		o.status = statusDependencyFailed
 		o.msg = fmt.Sprintf("%s dependencies of derivation '%s' failed to build", yellow(fmt.Sprint(failed)), yellow(m.store.dir.String(v.path)))
-		return o
+		return true
 	}
-	r.build(v, o)
-	if !o.ok() && depth > 0 {
-		// Nix logs a dependency's failure where it happens; the target
-		// reports "dependencies ... failed to build".
-		r.event(msg.EventError, v.path, o.msg)
+	if stopped {
+		o.status, o.stopped = statusMiscFailure, true
+		return true
 	}
-	return o
+	return false
 }
 
 // missingOutputs returns v's outputs that are not valid.
@@ -294,23 +398,28 @@ func (m *Monitor) missingAmong(ps []storepath.Path) ([]storepath.Path, error) {
 
 // build builds v: locks its outputs (another client may be building them:
 // then they are valid when the lock comes and nothing is built), takes a job
-// slot and a build user, and runs the build.
-func (r *buildRequest) build(v *verifiedDrv, o *outcome) {
+// slot and a build user, and runs the build. Every wait ends when the
+// request is abandoned.
+func (r *buildRequest) build(v *verifiedDrv, mode uint64, o *outcome) {
 	m := r.s.m
+	defer m.builds.want(v.path)()
 	var outs []storepath.Path
+	var shown []string
 	for _, p := range v.outputs {
 		outs = append(outs, p)
+		shown = append(shown, "'"+m.store.dir.String(p)+"'")
 	}
-	sort.Slice(outs, func(i, j int) bool { return outs[i].Base() < outs[j].Base() })
-	for _, p := range outs {
-		unlock := m.locks.lock(p)
-		defer unlock()
+	if m.builds.othersWant(v.path) {
+		slices.Sort(shown)
+		r.event(msg.EventWaiting, v.path, "waiting for lock on "+yellow(strings.Join(shown, ", ")))
 	}
-	if missing, err := m.missingOutputs(v); err != nil {
-		o.status, o.msg = statusMiscFailure, "checking outputs failed in privnixd"
+	unlock, ok := r.lockAll(outs)
+	if !ok {
+		o.status, o.stopped = statusMiscFailure, true
 		return
-	} else if len(missing) == 0 {
-		o.status = statusAlreadyValid
+	}
+	defer unlock()
+	if mode == msg.BuildModeNormal && r.outputsReady(v, mode, o) {
 		return
 	}
 	if r.set.MaxJobs == 0 {
@@ -322,33 +431,78 @@ func (r *buildRequest) build(v *verifiedDrv, o *outcome) {
 		o.status, o.msg = statusMiscFailure, msg
 		return
 	}
-	r.slots <- struct{}{}
-	defer func() { <-r.slots }()
-	u, err := m.builds.users.get()
-	if err != nil {
+	select {
+	case r.slots <- struct{}{}:
+		defer func() { <-r.slots }()
+	case <-r.ctx.Done():
+		o.status, o.stopped = statusMiscFailure, true
+		return
+	}
+	u, err := m.builds.users.get(r.ctx.Done())
+	if errors.Is(err, errAbandoned) {
+		o.status, o.stopped = statusMiscFailure, true
+		return
+	} else if err != nil {
 		o.status, o.msg = statusMiscFailure, err.Error()
 		return
 	}
 	defer m.builds.users.put(u)
 	o.built = true
 	o.start = time.Now()
-	r.run(v, u, o)
+	r.run(v, u, mode, o)
 	o.stop = time.Now()
 }
 
-// checkPlatform is Nix's platform check (6.9 step 2; system features are
-// not checked yet).
+// lockAll takes the path locks of ps, unless the request is abandoned
+// first (then the locks are released as soon as they come).
+func (r *buildRequest) lockAll(ps []storepath.Path) (func(), bool) {
+	got := make(chan func(), 1)
+	go func() { got <- r.s.m.locks.lockMany(ps) }()
+	select {
+	case unlock := <-got:
+		return unlock, true
+	case <-r.ctx.Done():
+		go func() { (<-got)() }()
+		return nil, false
+	}
+}
+
+// checkPlatform is Nix's platform check (6.9 step 2): the derivation's
+// system is ours (or builtin, or an extra platform) and its
+// requiredSystemFeatures are among system-features.
 func checkPlatform(set *conf.Settings, dir storepath.Dir, v *verifiedDrv) string {
 	system := set.System
 	if system == "" {
 		system = "x86_64-linux"
 	}
 	p := v.d.Platform
-	if p == system || p == "builtin" || slices.Contains(set.ExtraPlatforms, p) {
+	required := requiredFeatures(v)
+	missing := slices.ContainsFunc(required, func(f string) bool { return !slices.Contains(set.SystemFeatures, f) })
+	if (p == system || p == "builtin" || slices.Contains(set.ExtraPlatforms, p)) && !missing {
 		return ""
 	}
-	return fmt.Sprintf("a '%s' with features {} is required to build '%s', but I am a '%s' with features {%s}",
-		yellow(p), yellow(dir.String(v.path)), yellow(system), strings.Join(set.SystemFeatures, ", "))
+	have := slices.Clone(set.SystemFeatures)
+	slices.Sort(have)
+	return fmt.Sprintf("a '%s' with features {%s} is required to build '%s', but I am a '%s' with features {%s}",
+		yellow(p), strings.Join(required, ", "), yellow(dir.String(v.path)), yellow(system), strings.Join(have, ", "))
+}
+
+// requiredFeatures is the derivation's requiredSystemFeatures, sorted and
+// without duplicates: a space-separated attribute, or a list of strings in
+// structured attributes.
+func requiredFeatures(v *verifiedDrv) []string {
+	var out []string
+	if js, ok := v.d.Getenv("__json"); ok {
+		var attrs struct {
+			Features []string `json:"requiredSystemFeatures"`
+		}
+		json.Unmarshal([]byte(js), &attrs) // not a list of strings: none, as a missing attribute
+		out = attrs.Features
+	} else if f, ok := v.d.Getenv("requiredSystemFeatures"); ok {
+		out = strings.Fields(f)
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
 }
 
 // sandboxFor decides the sandbox mode of v's build (6.9 step 5).

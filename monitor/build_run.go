@@ -3,6 +3,7 @@ package monitor
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
@@ -24,8 +25,9 @@ import (
 	"privnix/nix/storepath"
 )
 
-// run builds v as u and registers its outputs; o gets the status.
-func (r *buildRequest) run(v *verifiedDrv, u buildUser, o *outcome) {
+// run builds v as u and registers its outputs (in check mode, compares
+// them with the valid ones); o gets the status.
+func (r *buildRequest) run(v *verifiedDrv, u buildUser, mode uint64, o *outcome) {
 	m := r.s.m
 	shownDrv := m.store.dir.String(v.path)
 	fail := func(status uint64, text string) { o.status, o.msg = status, text }
@@ -44,15 +46,23 @@ func (r *buildRequest) run(v *verifiedDrv, u buildUser, o *outcome) {
 		return
 	}
 	defer b.cleanup()
-	r.event(msg.EventStart, v.path, fmt.Sprintf("building '%s'", shownDrv))
+	b.check = mode == msg.BuildModeCheck
+	r.event(msg.EventStart, v.path, fmt.Sprintf(activityText[mode], shownDrv))
 	defer r.event(msg.EventStop, v.path, "")
 	logFile := m.openBuildLog(v.path)
-	res, err := m.runBuilder(b, logFile, func(line string) { r.event(msg.EventLine, v.path, line) })
+	watch := buildWatch{abandon: r.ctx.Done(), othersWant: func() bool { return m.builds.othersWant(v.path) },
+		log: r.s.log.With("drv", shownDrv)}
+	res, err := m.runBuilder(b, logFile, watch, func(line string) { r.event(msg.EventLine, v.path, line) })
 	if logFile != nil {
 		logFile.Close()
 	}
 	if err != nil {
 		internal("running the builder", err)
+		return
+	}
+	if res.cancelled {
+		r.s.log.Info("build killed: its request was abandoned and no other waits for it", "drv", shownDrv, "uid", u.uid)
+		o.status, o.stopped = statusMiscFailure, true
 		return
 	}
 	if res.failed != nil {
@@ -93,6 +103,13 @@ func (r *buildRequest) run(v *verifiedDrv, u buildUser, o *outcome) {
 	fail(status, text)
 }
 
+// activityText is the text of a build's activity, per build mode.
+var activityText = map[uint64]string{
+	msg.BuildModeNormal: "building '%s'",
+	msg.BuildModeCheck:  "checking outputs of '%s'",
+	msg.BuildModeRepair: "repairing outputs of '%s'",
+}
+
 // statusText is Nix's statusToString for a builder's wait status.
 func statusText(ws syscall.WaitStatus) string {
 	if ws.Exited() {
@@ -122,6 +139,7 @@ type preparedBuild struct {
 	job     msg.BuildJob
 	inputs  []storepath.Path // the input closure
 	network bool
+	check   bool // compare the outputs with the valid ones instead of registering them
 }
 
 func (b *preparedBuild) cleanup() {
@@ -364,11 +382,21 @@ type builderResult struct {
 	// timedOut: killed for timeout or max-silent-time (the end of Nix's message)
 	timedOut   string
 	lastOutput atomic.Int64 // unix ns of the last bytes read from the log
+	// cancelled: killed because its request was abandoned
+	cancelled bool
+}
+
+// buildWatch says when a build is no longer wanted: its request was
+// abandoned and no other request waits for the same derivation.
+type buildWatch struct {
+	abandon    <-chan struct{}
+	othersWant func() bool
+	log        *slog.Logger
 }
 
 // runBuilder starts privnix-build as root from the build spawner, hands it
 // the job, forwards the log and waits for the builder's exit status.
-func (m *Monitor) runBuilder(b *preparedBuild, logFile *os.File, onLine func(string)) (*builderResult, error) {
+func (m *Monitor) runBuilder(b *preparedBuild, logFile *os.File, watch buildWatch, onLine func(string)) (*builderResult, error) {
 	if _, ok := m.buildSpawner.bins[roleBuild]; !ok {
 		return nil, fmt.Errorf("privnix-build is not installed in %s", m.cfg.BinDir)
 	}
@@ -418,31 +446,7 @@ func (m *Monitor) runBuilder(b *preparedBuild, logFile *os.File, onLine func(str
 			res.failed = f
 		}
 	}
-	// timeout and max-silent-time end the whole build (its PID namespace).
-	var timeout <-chan time.Time
-	set := b.set
-	if set.Timeout > 0 {
-		timeout = time.After(time.Duration(set.Timeout) * time.Second)
-	}
-	tick := time.NewTicker(250 * time.Millisecond)
-	defer tick.Stop()
-wait:
-	for {
-		select {
-		case <-c.done:
-			break wait
-		case <-timeout:
-			res.timedOut = fmt.Sprintf("timed out after %s seconds", yellow(fmt.Sprint(set.Timeout)))
-			c.kill()
-			break wait
-		case <-tick.C:
-			if set.MaxSilentTime > 0 && time.Since(time.Unix(0, res.lastOutput.Load())) > time.Duration(set.MaxSilentTime)*time.Second {
-				res.timedOut = fmt.Sprintf("timed out after %s seconds of silence", yellow(fmt.Sprint(set.MaxSilentTime)))
-				c.kill()
-				break wait
-			}
-		}
-	}
+	waitBuilder(c, b.set, res, watch)
 	// The builder was PID 1 of its namespace: everything it started is gone,
 	// so the log pipe's last writer closed.
 	select {
@@ -455,6 +459,44 @@ wait:
 		res.status = ps.Sys().(syscall.WaitStatus)
 	}
 	return res, nil
+}
+
+// waitBuilder waits for the end of the builder. Timeout, max-silent-time
+// and an unwanted build end the whole build (its PID namespace).
+func waitBuilder(c *child, set *conf.Settings, res *builderResult, watch buildWatch) {
+	var timeout <-chan time.Time
+	if set.Timeout > 0 {
+		timeout = time.After(time.Duration(set.Timeout) * time.Second)
+	}
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	abandoned := false
+	for {
+		select {
+		case <-c.done:
+			return
+		case <-timeout:
+			res.timedOut = fmt.Sprintf("timed out after %s seconds", yellow(fmt.Sprint(set.Timeout)))
+			c.kill()
+			return
+		case <-watch.abandon:
+			watch.abandon, abandoned = nil, true
+			if watch.othersWant() {
+				watch.log.Info("build goes on: its request was abandoned, another waits for it")
+			}
+		case <-tick.C:
+			if set.MaxSilentTime > 0 && time.Since(time.Unix(0, res.lastOutput.Load())) > time.Duration(set.MaxSilentTime)*time.Second {
+				res.timedOut = fmt.Sprintf("timed out after %s seconds of silence", yellow(fmt.Sprint(set.MaxSilentTime)))
+				c.kill()
+				return
+			}
+		}
+		if abandoned && !watch.othersWant() {
+			res.cancelled = true
+			c.kill()
+			return
+		}
+	}
 }
 
 // readLog splits the builder's output into lines as Nix does (a CR moves
@@ -683,6 +725,12 @@ func (m *Monitor) registerOutputs(s *session, b *preparedBuild) (uint64, string,
 	if text, err := m.checkOutputRefs(v, infos); err != nil || text != "" {
 		return statusOutputRejected, text, err
 	}
+	if b.check {
+		if status != statusBuilt {
+			return status, text, nil
+		}
+		return m.compareOutputs(v, infos)
+	}
 	err := m.store.with(func(db *storedb.DB) error {
 		var todo []storedb.PathInfo
 		for i, so := range sealed {
@@ -713,6 +761,42 @@ func (m *Monitor) registerOutputs(s *session, b *preparedBuild) (uint64, string,
 		s.log.Info("build output registered", "drv", shownDrv, "path", dir.String(info.Path), "nar_size", info.NarSize)
 	}
 	return status, text, nil
+}
+
+// compareOutputs is --check (6.11 step 4): each rebuilt output must have
+// the NAR hash of the valid one; then the valid ones are marked ultimate,
+// as Nix does. Nothing rebuilt is kept.
+func (m *Monitor) compareOutputs(v *verifiedDrv, rebuilt []storedb.PathInfo) (uint64, string, error) {
+	dir := m.store.dir
+	err := m.store.with(func(db *storedb.DB) error {
+		var mark []storedb.PathInfo
+		for _, r := range rebuilt {
+			old, ok, err := db.PathInfo(r.Path)
+			if err != nil {
+				return err
+			}
+			if !ok || !old.NarHash.Equal(r.NarHash) {
+				return &drvErr{msg: fmt.Sprintf("derivation '%s' may not be deterministic: output '%s' differs",
+					yellow(dir.String(v.path)), yellow(dir.String(r.Path)))}
+			}
+			if !old.Ultimate {
+				old.Ultimate = true
+				mark = append(mark, old)
+			}
+		}
+		if len(mark) == 0 {
+			return nil
+		}
+		return db.RegisterValid(mark, nil)
+	})
+	var de *drvErr
+	if errors.As(err, &de) {
+		return statusNotDeterministic, de.msg, nil
+	}
+	if err != nil {
+		return 0, "", err
+	}
+	return statusBuilt, "", nil
 }
 
 // sealedNarHash is the NAR hash of a sealed output with algo.

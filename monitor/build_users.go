@@ -1,6 +1,7 @@
 package monitor
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"slices"
@@ -101,10 +102,13 @@ func (b *buildUsers) load() {
 	b.pool = pool
 }
 
-// get takes a free build user, waiting while all are busy, and makes sure
-// no process of it runs.
-func (b *buildUsers) get() (buildUser, error) {
-	u, err := b.take()
+// errAbandoned: the request gave up waiting.
+var errAbandoned = errors.New("the build request was abandoned")
+
+// get takes a free build user, waiting while all are busy (until abandon
+// is closed: errAbandoned), and makes sure no process of it runs.
+func (b *buildUsers) get(abandon <-chan struct{}) (buildUser, error) {
+	u, err := b.take(abandon)
 	if err != nil {
 		return buildUser{}, err
 	}
@@ -118,11 +122,28 @@ func (b *buildUsers) get() (buildUser, error) {
 	return u, nil
 }
 
-// take marks a user of the current pool busy, waiting while all are.
-func (b *buildUsers) take() (buildUser, error) {
+// take marks a user of the current pool busy, waiting while all are
+// (until abandon is closed).
+func (b *buildUsers) take(abandon <-chan struct{}) (buildUser, error) {
+	waiting := make(chan struct{})
+	defer close(waiting)
+	go func() {
+		select {
+		case <-abandon:
+			b.mu.Lock()
+			b.wake.Broadcast()
+			b.mu.Unlock()
+		case <-waiting:
+		}
+	}()
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for {
+		select {
+		case <-abandon:
+			return buildUser{}, errAbandoned
+		default:
+		}
 		if !b.loaded {
 			b.load()
 			b.loaded = true

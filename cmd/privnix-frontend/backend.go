@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"strings"
 	"sync"
@@ -23,6 +24,7 @@ type backend struct {
 	mu       sync.Mutex
 	mon      *ipc.Conn
 	storeDir string
+	client   net.Conn // watched for a hang-up while a build runs (backend_build.go)
 }
 
 // call sends one request and returns its answer (and the fds with it); a

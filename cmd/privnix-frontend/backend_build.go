@@ -3,16 +3,24 @@ package main
 import (
 	"context"
 	"fmt"
+	"net"
+	"os"
 	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
 
 	"privnix/frontend"
 	"privnix/frontend/wire"
+	"privnix/internal/rawsock"
 	"privnix/ipc/msg"
 )
 
 // Nix's activity and result types for a build (§3.4, §3.5).
 const (
 	actBuild        = 105
+	actBuildWaiting = 111
 	resBuildLogLine = 101
 )
 
@@ -116,10 +124,19 @@ func (b *backend) build(ctx context.Context, req *msg.Build) (*msg.BuildResults,
 	if err := b.mon.Send(req); err != nil {
 		return nil, fmt.Errorf("asking the monitor: %w", err)
 	}
+	defer watchHangup(b.client, func() {
+		// The client is gone: so is this connection. The monitor sees us
+		// end and kills the builds nobody else waits for.
+		os.Exit(0)
+	})()
 	log := frontend.LoggerFrom(ctx)
 	acts := map[msg.StorePath]uint64{}
+	waits := map[msg.StorePath]uint64{}
 	defer func() {
 		for _, id := range acts {
+			log.StopActivity(id)
+		}
+		for _, id := range waits {
 			log.StopActivity(id)
 		}
 	}()
@@ -136,7 +153,15 @@ func (b *backend) build(ctx context.Context, req *msg.Build) (*msg.BuildResults,
 			return a, nil
 		case *msg.BuildEvent:
 			switch a.Type {
+			case msg.EventWaiting:
+				waits[a.Drv] = log.StartActivity(wire.LvlWarn, actBuildWaiting, a.Text, nil, 0)
+			case msg.EventInfo:
+				log.Log(wire.LvlInfo, a.Text)
 			case msg.EventStart:
+				if id, ok := waits[a.Drv]; ok {
+					log.StopActivity(id)
+					delete(waits, a.Drv)
+				}
 				acts[a.Drv] = log.StartActivity(wire.LvlInfo, actBuild, a.Text,
 					[]wire.Field{{IsString: true, Str: string(a.Drv)}, {IsString: true, Str: ""}, {Int: 1}, {Int: 1}}, 0)
 			case msg.EventLine:
@@ -155,5 +180,46 @@ func (b *backend) build(ctx context.Context, req *msg.Build) (*msg.BuildResults,
 		default:
 			return nil, fmt.Errorf("monitor answered Build with %v", ans.Kind())
 		}
+	}
+}
+
+// watchHangup calls gone if the client closes its end of the connection
+// before the returned stop is called (stop ends the watch and waits for
+// it). The Nix client sends nothing while it waits for a build, so the
+// socket turning readable means it hung up; if it sent bytes instead, the
+// watch ends without calling gone.
+func watchHangup(conn net.Conn, gone func()) (stop func()) {
+	if w, ok := conn.(*rawsock.Conn); ok {
+		conn = w.Conn // the socket from package net it reads with raw calls
+	}
+	sc, ok := conn.(syscall.Conn)
+	if !ok {
+		return func() {}
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return func() {}
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		hungUp := false
+		var buf [1]byte
+		err := rc.Read(func(fd uintptr) bool {
+			n, _, err := unix.Recvfrom(int(fd), buf[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+			if err == unix.EAGAIN || err == unix.EINTR {
+				return false // not readable yet: wait again
+			}
+			hungUp = n == 0 || err != nil
+			return true
+		})
+		if err == nil && hungUp {
+			gone()
+		}
+	}()
+	return func() {
+		conn.SetReadDeadline(time.Now()) // wakes the watch
+		<-done
+		conn.SetReadDeadline(time.Time{})
 	}
 }

@@ -83,7 +83,7 @@ func run() error {
 		StoreDir:   sess.StoreDir,
 		NixVersion: sess.NixVersion,
 		Log:        log,
-	}, &backend{mon: mon, storeDir: sess.StoreDir})
+	}, &backend{mon: mon, storeDir: sess.StoreDir, client: client})
 	if err != nil && err != frontend.ErrRefused {
 		log.Info("connection ended", "err", err)
 	}

@@ -64,6 +64,8 @@ func run(c cli, log *slog.Logger) error {
 			Root:    os.Geteuid() == 0,
 			NumCPU:  runtime.NumCPU(),
 			ConfDir: paths.ConfDir,
+			// Nix 2.8: system-features has "kvm" when /dev/kvm is usable.
+			KVM: syscall.Access("/dev/kvm", 6 /* R_OK|W_OK */) == nil,
 		})
 	}
 	settings, warnings, err := load()

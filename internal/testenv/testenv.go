@@ -287,6 +287,40 @@ func (s *Store) RunEnv(t testing.TB, userName string, env []string, stdin []byte
 	return Result{Stdout: out.String(), Stderr: errb.String(), Err: err}
 }
 
+// Client is a Nix client command started with Start and still running:
+// its output can be read while it runs.
+type Client struct {
+	Cmd            *exec.Cmd
+	Stdout, Stderr *syncBuffer
+	done           chan struct{}
+	err            error
+}
+
+// Start starts a Nix client command as Run does, without waiting for it;
+// it is killed at the end of the test if still running.
+func (s *Store) Start(t testing.TB, userName string, name string, args ...string) *Client {
+	t.Helper()
+	cred, home := credential(t, userName, s.Root)
+	cmd := exec.Command(name, args...)
+	cmd.Env = append([]string{"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=" + home, "NIX_REMOTE=daemon", "USER=" + userName}, s.Env()...)
+	cmd.Dir = home
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	c := &Client{Cmd: cmd, Stdout: &syncBuffer{}, Stderr: &syncBuffer{}, done: make(chan struct{})}
+	cmd.Stdout, cmd.Stderr = c.Stdout, c.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting %s: %v", name, err)
+	}
+	go func() { c.err = cmd.Wait(); close(c.done) }()
+	t.Cleanup(func() { cmd.Process.Kill(); <-c.done })
+	return c
+}
+
+// Wait waits for the command's end.
+func (c *Client) Wait() Result {
+	<-c.done
+	return Result{Stdout: c.Stdout.String(), Stderr: c.Stderr.String(), Err: c.err}
+}
+
 // credential returns the user's uid, primary gid and groups, and a HOME for it
 // beneath root.
 func credential(t testing.TB, name, root string) (*syscall.Credential, string) {

@@ -263,6 +263,11 @@ const (
 	EventLine  uint64 = 2 // a line of Drv's build log
 	EventStop  uint64 = 3 // the build of Drv ended
 	EventError uint64 = 4 // an error shown to the client without ending the request (a failed dependency)
+	// EventWaiting: the build of Drv waits for another request's build of
+	// the same outputs (a BuildWaiting activity, Text "waiting for lock on …",
+	// until Drv's EventStart or the end of the request)
+	EventWaiting uint64 = 5
+	EventInfo    uint64 = 6 // a line shown to the client at level info (e.g. "checking path '…'")
 )
 
 // BuildEvent reports progress while a Build runs.
@@ -275,7 +280,7 @@ type BuildEvent struct {
 
 func (BuildEvent) Kind() Kind { return KindBuildEvent }
 func (m BuildEvent) Validate() error {
-	if m.Type < EventStart || m.Type > EventError {
+	if m.Type < EventStart || m.Type > EventInfo {
 		return fmt.Errorf("type %d out of range", m.Type)
 	}
 	return firstErr(field("Drv", m.Drv.Validate()), field("Text", MaxLen(m.Text, MaxText)))
