@@ -126,6 +126,8 @@ func samples() []msg.Message {
 		&msg.QueryMissing{Targets: msg.BuildTargets{{Path: testP1}}},
 		&msg.Missing{WillBuild: msg.StorePaths{testP1}},
 		&msg.BuildResults{Results: msg.BuildResultList{{Status: 3, ErrorMsg: "builder failed"}}},
+		&msg.StatusRequest{},
+		&msg.Status{Builds: msg.StatusBuilds{{Drv: "/nix/store/qd5f8yds7h8pi7jqbsd5d7sr4jxhsdr2-hello-2.12.1.drv", BuildUser: "nixbld1", BuildUID: 30001}}, More: true},
 	}
 }
 

@@ -449,6 +449,7 @@ func (r *buildRequest) build(v *verifiedDrv, mode uint64, o *outcome) {
 	defer m.builds.users.put(u)
 	o.built = true
 	o.start = time.Now()
+	defer m.buildStarted(r.s, v.path, u, o.start)(o)
 	r.run(v, u, mode, o)
 	o.stop = time.Now()
 }

@@ -758,7 +758,7 @@ func (m *Monitor) registerOutputs(s *session, b *preparedBuild) (uint64, string,
 	}
 	for _, info := range infos {
 		m.roots.addTemp(s, info.Path)
-		s.log.Info("build output registered", "drv", shownDrv, "path", dir.String(info.Path), "nar_size", info.NarSize)
+		s.audit.Info("build output registered", "drv", shownDrv, "path", dir.String(info.Path), "nar_size", info.NarSize)
 	}
 	return status, text, nil
 }

@@ -61,9 +61,9 @@ func handleCollectGarbage(s *session, req msg.Message, _ []*os.File) (reply, err
 		Roots:    gc.Paths(roots),
 		StoreDir: s.m.store.dir,
 	}
-	s.log.Info("garbage collection started", "action", c.Action, "paths", len(paths), "max_freed", c.MaxFreed, "roots", len(roots))
+	s.audit.Info("garbage collection started", "action", c.Action, "paths", len(paths), "max_freed", c.MaxFreed, "roots", len(roots))
 	res, err := gc.Collect(ctx, opts, &gcDeps{s: s})
-	s.log.Info("garbage collection ended", "action", c.Action, "paths", len(res.Paths), "bytes_freed", res.BytesFreed)
+	s.audit.Info("garbage collection ended", "action", c.Action, "paths", len(res.Paths), "bytes_freed", res.BytesFreed)
 	var alive *gc.AliveError
 	switch {
 	case errors.As(err, &alive):
@@ -178,7 +178,7 @@ func (d *gcDeps) Delete(name string) error {
 	if err := d.s.m.store.files().Delete(name); err != nil {
 		return err
 	}
-	d.s.log.Info("path deleted", "path", string(d.s.m.store.dir)+"/"+name)
+	d.s.audit.Info("path deleted", "path", string(d.s.m.store.dir)+"/"+name)
 	return nil
 }
 

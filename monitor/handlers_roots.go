@@ -26,7 +26,7 @@ func handleAddSignatures(s *session, req msg.Message, _ []*os.File) (reply, erro
 	if err != nil {
 		return s.failed("AddSignatures", err), nil
 	}
-	s.log.Info("signatures added", "path", s.m.store.dir.String(p), "count", len(a.Sigs))
+	s.audit.Info("signatures added", "path", s.m.store.dir.String(p), "count", len(a.Sigs))
 	return answer(&msg.OK{}), nil
 }
 

@@ -380,7 +380,7 @@ func (s *session) register(up *upload, info storedb.PathInfo) reply {
 		}
 		return s.failed("registering the path", err)
 	}
-	s.log.Info("path registered", "path", st.dir.String(info.Path), "nar_size", info.NarSize)
+	s.audit.Info("path registered", "path", st.dir.String(info.Path), "nar_size", info.NarSize)
 	s.afterRegister(info.Path) // a .drv: verified, its outputs recorded (build_drvs.go)
 	var out storedb.PathInfo
 	st.with(func(db *storedb.DB) (e error) { out, _, e = db.PathInfo(info.Path); return })

@@ -60,9 +60,12 @@ type Monitor struct {
 	locks *pathLocks
 	snap  atomic.Pointer[snapshot] // the newest configuration (reload.go)
 
+	started time.Time
+
 	mu      sync.Mutex
-	perUser map[uint32]int        // live connections per client uid; guarded by mu
-	conns   map[*session]struct{} // guarded by mu
+	perUser map[uint32]int             // live connections per client uid; guarded by mu
+	conns   map[*session]struct{}      // guarded by mu
+	running map[*runningBuild]struct{} // builds holding a build user; guarded by mu
 }
 
 // Run serves until ctx is cancelled, then closes the socket and ends every
@@ -76,6 +79,12 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("daemon socket: %w", err)
 	}
+	al, err := m.listenAdmin()
+	if err != nil {
+		l.Close()
+		return fmt.Errorf("admin socket: %w", err)
+	}
+	go m.serveAdmin(ctx, al)
 	m.log.Info("listening", "socket", cfg.Paths.SocketPath, "store", cfg.Paths.StoreDir, "root", m.root)
 	go m.pool.fill(ctx)
 	if cfg.Reload != nil && cfg.Load != nil {
@@ -98,6 +107,8 @@ func newMonitor(cfg Config) (*Monitor, error) {
 		audit:   cfg.Audit,
 		perUser: map[uint32]int{},
 		conns:   map[*session]struct{}{},
+		running: map[*runningBuild]struct{}{},
+		started: time.Now(),
 	}
 	if m.audit == nil {
 		m.audit = cfg.Log

@@ -34,6 +34,8 @@ type session struct {
 	trusted bool
 	fe      *child
 	log     *slog.Logger
+	audit   *slog.Logger // the audit sink, with the client's identity
+	since   time.Time    // accepted
 	ups     uploads
 	snap    *snapshot // the configuration this connection was accepted under
 
@@ -56,7 +58,8 @@ func (m *Monitor) serveClient(ctx context.Context, c *net.UnixConn) {
 	}
 	snap := m.current()
 	d := m.decideConnect(&p, snap)
-	audit := m.log.With("client_uid", p.UID, "client_pid", p.PID, "user", p.User)
+	ids := []any{"client_uid", p.UID, "client_pid", p.PID, "user", p.User}
+	audit := m.audit.With(ids...)
 	if !m.admitUser(p.UID, snap.set.MaxConnectionsPerUser) {
 		d = connectDecision{refusal: fmt.Sprintf("user '%s' has too many connections to the Nix daemon (privnix-max-connections-per-user = %d)",
 			p.User, snap.set.MaxConnectionsPerUser), rule: "privnix-max-connections-per-user"}
@@ -72,8 +75,9 @@ func (m *Monitor) serveClient(ctx context.Context, c *net.UnixConn) {
 	if err != nil {
 		return
 	}
-	s := &session{m: m, peer: p, trusted: d.trusted, fe: fe, snap: snap,
-		log: audit.With("frontend_pid", fe.cmd.Process.Pid, "frontend_uid", fe.uid)}
+	s := &session{m: m, peer: p, trusted: d.trusted, fe: fe, snap: snap, since: time.Now(),
+		log:   m.log.With(ids...).With("frontend_pid", fe.cmd.Process.Pid, "frontend_uid", fe.uid),
+		audit: audit.With("frontend_pid", fe.cmd.Process.Pid, "frontend_uid", fe.uid)}
 	if err := s.bind(c, d.refusal); err != nil {
 		s.log.Error("binding the frontend failed", "err", err)
 		m.pool.release(fe)
@@ -118,7 +122,7 @@ func (s *session) serve() {
 		req, fds, err := s.fe.conn.Recv()
 		if err != nil {
 			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
-				s.log.Warn("frontend killed: bad message", "err", err)
+				s.audit.Warn("frontend killed: bad message", "err", err)
 			}
 			closeFiles(fds)
 			return
@@ -126,9 +130,10 @@ func (s *session) serve() {
 		rep, err := dispatch(s, req, fds)
 		closeFiles(fds)
 		if err != nil {
-			s.log.Warn("frontend killed: request refused as a protocol violation", "kind", req.Kind(), "err", err)
+			s.audit.Warn("frontend killed: request refused as a protocol violation", "kind", req.Kind(), "err", err)
 			return
 		}
+		s.auditRefusal(req, rep)
 		err = s.send(rep)
 		closeFiles(rep.fds)
 		if err != nil {

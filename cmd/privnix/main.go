@@ -19,6 +19,7 @@ type CLI struct {
 	Setup     SetupCmd     `cmd:"" help:"Create the build users, the store and state directories and the socket directory, as the Nix manual asks (idempotent)."`
 	Doctor    DoctorCmd    `cmd:"" help:"Check the set-up privnixd relies on and say how to fix each problem."`
 	Policy    PolicyCmd    `cmd:"" help:"Explain what privnixd decides for a user (policy explain)."`
+	Status    StatusCmd    `cmd:"" help:"Show the running privnixd's connections, builds and store size (root only)."`
 	Complete  CompleteCmd  `cmd:"" name:"completion" help:"Print a bash or zsh completion script."`
 }
 

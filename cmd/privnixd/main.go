@@ -30,6 +30,7 @@ type cli struct {
 	BinDir     string           `name:"bin-dir" placeholder:"DIR" help:"Directory holding privnix-frontend and privnix-storeproc (default: next to privnixd, else /usr/local/libexec/privnix)."`
 	LogFormat  string           `name:"log-format" enum:"text,json" default:"text" help:"Log as logfmt text or JSON lines (${enum})."`
 	Debug      bool             `help:"Log debug records too."`
+	AuditLog   string           `name:"audit-log" placeholder:"PATH|stderr" default:"stderr" help:"Where the audit records go (connections accepted and refused, paths registered and deleted, builds with their build user, policy refusals): an absolute file name (JSON lines, appended, mode 0600), or stderr (a handler of its own beside the log, each record marked audit=true). Children's logs never go there, so their rate limit cannot drop an audit record."`
 	CPUProfile string           `name:"cpuprofile" placeholder:"FILE" help:"Write a pprof CPU profile of the monitor to FILE until it stops (for make bench PROFILE=1)."`
 }
 
@@ -45,14 +46,21 @@ func main() {
 		kong.Vars{"version": "privnixd (Nix) " + monitor.NixVersion},
 	)
 	log := newLogger(c.LogFormat, c.Debug)
-	if err := run(c, log); err != nil {
+	audit, closeAudit, err := newAuditLogger(c.AuditLog, c.LogFormat)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "privnixd: audit log: %v\n", err)
+		os.Exit(1)
+	}
+	err = run(c, log, audit)
+	closeAudit()
+	if err != nil {
 		log.Error("privnixd stopped", "err", err)
 		fmt.Fprintf(os.Stderr, "privnixd: %v\n", err)
 		os.Exit(1)
 	}
 }
 
-func run(c cli, log *slog.Logger) error {
+func run(c cli, log, audit *slog.Logger) error {
 	paths, err := monitor.PathsFromEnv(os.Getenv)
 	if err != nil {
 		return err
@@ -94,7 +102,7 @@ func run(c cli, log *slog.Logger) error {
 	defer stop()
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
-	return monitor.Run(ctx, monitor.Config{Paths: paths, BinDir: binDir, Settings: settings, Log: log, Getenv: os.Getenv,
+	return monitor.Run(ctx, monitor.Config{Paths: paths, BinDir: binDir, Settings: settings, Log: log, Audit: audit, Getenv: os.Getenv,
 		Load: load, Reload: hup})
 }
 
@@ -117,4 +125,21 @@ func newLogger(format string, debug bool) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}
+
+// newAuditLogger opens the audit sink: a file of JSON lines, or a handler of
+// its own on stderr whose records say audit=true.
+func newAuditLogger(dest, format string) (*slog.Logger, func(), error) {
+	opts := &slog.HandlerOptions{Level: slog.LevelInfo}
+	if dest == "stderr" {
+		return newLogger(format, false).With("audit", true), func() {}, nil
+	}
+	if !filepath.IsAbs(dest) {
+		return nil, nil, fmt.Errorf("--audit-log %q: want an absolute file name or stderr", dest)
+	}
+	f, err := os.OpenFile(dest, os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o600)
+	if err != nil {
+		return nil, nil, err
+	}
+	return slog.New(slog.NewJSONHandler(f, opts)), func() { f.Close() }, nil
 }

@@ -59,6 +59,10 @@ func (p Paths) ConfFiles() []string { return []string{p.NixConf(), p.PrivnixConf
 // SocketDir is the directory whose mode decides who can reach the socket.
 func (p Paths) SocketDir() string { return filepath.Dir(p.SocketPath) }
 
+// AdminSocket is privnixd's root-only socket for `privnix status`, beside
+// the daemon socket.
+func (p Paths) AdminSocket() string { return filepath.Join(p.SocketDir(), "privnix-admin") }
+
 // DBDir is where privnixd keeps its Badger database.
 func (p Paths) DBDir() string { return filepath.Join(p.StateDir, "db", "privnix") }
 

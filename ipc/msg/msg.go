@@ -76,6 +76,7 @@ var channels = [][]Spec{
 	storeTable,
 	buildTable,
 	drvTable,
+	adminTable,
 }
 
 var registry = buildRegistry(channels)

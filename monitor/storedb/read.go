@@ -295,3 +295,17 @@ func eachKey(txn *badger.Txn, prefix string, fn func(storepath.Path) error) erro
 	}
 	return nil
 }
+
+// Totals counts the valid paths and adds up their NAR sizes, from one
+// snapshot (privnix status).
+func (db *DB) Totals() (paths, narBytes uint64, err error) {
+	err = db.view("totals", func(txn *badger.Txn) error {
+		return eachKey(txn, prefixValid, func(p storepath.Path) error {
+			info, _, err := readInfo(txn, p)
+			paths++
+			narBytes += info.NarSize
+			return err
+		})
+	})
+	return paths, narBytes, err
+}
