@@ -74,7 +74,7 @@ var samples = []Message{
 	&Missing{WillBuild: StorePaths{testDrv}, Unknown: StorePaths{testP1}},
 	&StatusRequest{},
 	&Status{Connections: StatusConns{{UID: 1000, PID: 42, User: "alice", FrontendPID: 43, FrontendUID: 1879048193, Since: 1700000000}},
-		Builds: StatusBuilds{{Drv: testDrv, BuildUser: "nixbld1", BuildUID: 30001, ClientUID: 1000, ClientPID: 42, Since: 1700000001}},
+		Builds:  StatusBuilds{{Drv: testDrv, BuildUser: "nixbld1", BuildUID: 30001, ClientUID: 1000, ClientPID: 42, Since: 1700000001}},
 		Version: "2.8.0-privnix.0.1", Started: 1700000000, StorePaths: 12, NarBytes: 123456},
 	&BuildResults{Results: BuildResultList{{Status: 0, TimesBuilt: 1, StartTime: 1, StopTime: 2, OutputNames: Strings{"out"}, OutputPaths: StorePaths{testP1}}}},
 }
