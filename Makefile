@@ -5,7 +5,7 @@ CMDS    := $(notdir $(wildcard cmd/*))
 # The children confine themselves with syscall.AllThreadsSyscall, which a cgo
 # binary cannot use: they are built without cgo. privnixd and privnix need cgo
 # to resolve users and groups through the system's NSS (LDAP, SSSD).
-CHILDREN := $(filter privnix-frontend privnix-storeproc privnix-build,$(CMDS))
+CHILDREN := $(filter privnix-frontend privnix-storeproc privnix-build privnix-fetch,$(CMDS))
 PREFIX  ?= /usr/local
 LIBEXEC ?= $(PREFIX)/libexec/privnix
 # Where `make run` keeps its private store.

@@ -352,15 +352,30 @@ func opAddIndirectRoot(c *conn) error {
 	return pathAction(c, read, func(c *conn, p string) error { return c.b.AddIndirectRoot(c.opContext(), p) })
 }
 
+// opEnsurePath makes the path valid, substituting it if it is not (as an
+// opaque BuildPaths); a path nothing can provide is Nix's error.
 func opEnsurePath(c *conn) error {
 	return pathAction(c, readPath, func(c *conn, p string) error {
 		ok, err := c.b.IsValidPath(c.opContext(), p)
-		if err == nil && !ok {
-			err = Errorf("path '%s' does not exist and cannot be created", p)
+		if err != nil || ok {
+			return err
 		}
-		return err
+		res, err := c.b.BuildPaths(c.opContext(), []wire.DerivedPath{{Path: p}}, 0)
+		if err != nil {
+			return err
+		}
+		if len(res) == 1 && res[0].Succeeded() {
+			return nil
+		}
+		if len(res) == 1 && res[0].Status != buildNoSubstituters && res[0].ErrorMsg != "" {
+			return Errorf("%s", res[0].ErrorMsg)
+		}
+		return Errorf("path '%s' does not exist and cannot be created", p)
 	})
 }
+
+// buildNoSubstituters is Nix's BuildResult status NoSubstituters.
+const buildNoSubstituters = 14
 
 func opSyncWithGC(c *conn) error {
 	if err := c.begin(); err != nil {

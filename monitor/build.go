@@ -29,6 +29,7 @@ import (
 // Nix's BuildResult statuses.
 const (
 	statusBuilt            = 0
+	statusSubstituted      = 1
 	statusAlreadyValid     = 2
 	statusPermanentFailure = 3
 	statusOutputRejected   = 5
@@ -104,7 +105,9 @@ type outcome struct {
 	ready   chan struct{} // closed when the fields above are final
 }
 
-func (o *outcome) ok() bool { return o.status == statusBuilt || o.status == statusAlreadyValid }
+func (o *outcome) ok() bool {
+	return o.status == statusBuilt || o.status == statusAlreadyValid || o.status == statusSubstituted
+}
 
 // buildRequest is one Build being answered.
 type buildRequest struct {
@@ -120,6 +123,7 @@ type buildRequest struct {
 	// and builds no other request waits for are killed.
 	ctx     context.Context
 	abandon context.CancelFunc
+	sub     *subst // substitution (substitute_build.go)
 }
 
 func newBuildRequest(s *session, mode uint64) *buildRequest {
@@ -159,6 +163,8 @@ func handleBuild(s *session, req msg.Message, _ []*os.File) (reply, error) {
 	}
 	r := newBuildRequest(s, b.Mode)
 	defer r.abandon()
+	r.sub = s.newSubst(r.set)
+	defer r.sub.close()
 	results := make(msg.BuildResultList, len(b.Targets))
 	paths := make([]storepath.Path, len(b.Targets))
 	for i, t := range b.Targets {
@@ -194,8 +200,7 @@ func (r *buildRequest) target(p storepath.Path, t msg.BuildTarget) msg.BuildResu
 		if valid {
 			return msg.BuildResult{Status: statusAlreadyValid}
 		}
-		return msg.BuildResult{Status: statusNoSubstituters,
-			ErrorMsg: fmt.Sprintf("path '%s' is required, but there is no substituter that can build it", shown)}
+		return r.substitutePath(p)
 	}
 	v, err := m.verifyDrv(p)
 	if err != nil {
@@ -261,6 +266,9 @@ func (r *buildRequest) realise(v *verifiedDrv, depth int) *outcome {
 	}()
 	mode := r.modeAt(depth)
 	if r.outputsReady(v, mode, o) {
+		return o
+	}
+	if mode == msg.BuildModeNormal && r.substituteOutputs(v, o) {
 		return o
 	}
 	ivs := make([]*verifiedDrv, len(v.d.InputDrvs))
@@ -532,6 +540,8 @@ func handleQueryMissing(s *session, req msg.Message, _ []*os.File) (reply, error
 	m := s.m
 	out := &msg.Missing{}
 	seen := map[storepath.Path]bool{}
+	sub, subSeen := s.newSubst(s.settings()), map[storepath.Path]bool{} // substitute_build.go
+	defer sub.close()
 	unknown := func(p storepath.Path) {
 		if !seen[p] {
 			seen[p] = true
@@ -550,7 +560,7 @@ func handleQueryMissing(s *session, req msg.Message, _ []*os.File) (reply, error
 			}
 		}
 		missing, err := m.missingAmong(outs)
-		if err != nil || len(missing) == 0 {
+		if err != nil || len(missing) == 0 || sub.willSubstitute(missing, out, subSeen) {
 			return err
 		}
 		seen[v.path] = true
@@ -576,7 +586,7 @@ func handleQueryMissing(s *session, req msg.Message, _ []*os.File) (reply, error
 		if !t.Built {
 			if missing, err := m.missingAmong([]storepath.Path{p}); err != nil {
 				return s.failed("querying missing paths", err), nil
-			} else if len(missing) > 0 {
+			} else if len(missing) > 0 && !sub.willSubstitute(missing, out, subSeen) {
 				unknown(p)
 			}
 			continue
@@ -590,7 +600,7 @@ func handleQueryMissing(s *session, req msg.Message, _ []*os.File) (reply, error
 			return s.failed("querying missing paths", err), nil
 		}
 	}
-	if len(out.WillBuild) > msg.MaxPaths || len(out.Unknown) > msg.MaxPaths {
+	if len(out.WillBuild) > msg.MaxPaths || len(out.Unknown) > msg.MaxPaths || len(out.WillSubstitute) > msg.MaxPaths {
 		return answer(&msg.Error{Class: msg.ClassPolicy, Message: "too many missing paths to list"}), nil
 	}
 	return answer(out), nil

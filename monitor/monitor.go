@@ -55,10 +55,11 @@ type Monitor struct {
 	buildSpawner *spawner
 	builds       *builds
 
-	store *storeState
-	roots *rootSet
-	locks *pathLocks
-	snap  atomic.Pointer[snapshot] // the newest configuration (reload.go)
+	store    *storeState
+	roots    *rootSet
+	locks    *pathLocks
+	snap     atomic.Pointer[snapshot] // the newest configuration (reload.go)
+	narinfos *narinfoCache            // substitute.go
 
 	started time.Time
 
@@ -131,6 +132,7 @@ func newMonitor(cfg Config) (*Monitor, error) {
 	m.roots = newRootSet()
 	m.locks = newPathLocks()
 	m.snap.Store(newSnapshot(cfg.Settings, m.log))
+	m.narinfos = newNarinfoCache()
 	if m.store, err = openStore(m); err != nil {
 		return nil, err
 	}

@@ -34,6 +34,7 @@ const (
 	roleFrontend  role = "frontend"
 	roleStoreProc role = "storeproc"
 	roleBuild     role = "build" // privnix-build: root, from the build spawner only
+	roleFetcher   role = "fetch" // privnix-fetch: the binary-cache client (substitute.go)
 )
 
 // binaries holds each child binary opened once at start, so that the monitor
@@ -43,10 +44,10 @@ type binaries map[role]*os.File
 
 func openBinaries(dir string, requireRootOwned bool) (binaries, error) {
 	b := binaries{}
-	for r, name := range map[role]string{roleFrontend: "privnix-frontend", roleStoreProc: "privnix-storeproc", roleBuild: "privnix-build"} {
+	for r, name := range map[role]string{roleFrontend: "privnix-frontend", roleStoreProc: "privnix-storeproc", roleBuild: "privnix-build", roleFetcher: "privnix-fetch"} {
 		f, err := os.Open(dir + "/" + name)
-		if err != nil && r == roleBuild {
-			continue // no builds (Monitor.startBuild says so)
+		if err != nil && (r == roleBuild || r == roleFetcher) {
+			continue // no builds (Monitor.startBuild says so), no substitution (startFetcher)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("opening the %s binary: %w", r, err)

@@ -204,40 +204,6 @@ func (b *backend) AddSignatures(ctx context.Context, path string, sigs []string)
 	return err
 }
 
-// buildOpaque realises paths that are only named (no derivation outputs):
-// they are valid, or nothing can make them so (no substituters).
-func (b *backend) buildOpaque(ctx context.Context, targets []wire.DerivedPath) ([]wire.KeyedBuildResult, error) {
-	paths := make([]string, len(targets))
-	for i, t := range targets {
-		paths[i] = t.Path
-	}
-	valid, err := b.QueryValidPaths(ctx, paths, false)
-	if err != nil {
-		return nil, err
-	}
-	isValid := map[string]bool{}
-	for _, p := range valid {
-		isValid[p] = true
-	}
-	out := make([]wire.KeyedBuildResult, len(targets))
-	for i, t := range targets {
-		out[i].Path = t
-		if isValid[t.Path] {
-			out[i].Status = buildAlreadyValid
-		} else {
-			out[i].Status = buildNoSubstituters
-			out[i].ErrorMsg = fmt.Sprintf("path '%s' is required, but there is no substituter that can build it", t.Path)
-		}
-	}
-	return out, nil
-}
-
-// BuildResult statuses (Nix's BuildResult::Status).
-const (
-	buildAlreadyValid   = 2
-	buildNoSubstituters = 14
-)
-
 func (b *backend) AddTextToStore(ctx context.Context, name, text string, refs []string) (string, error) {
 	info, err := b.upload(&msg.BeginUpload{Mode: msg.UploadCA, Name: name, CAMethod: "text", Algo: "sha256",
 		References: storePaths(refs), Format: msg.FormatFlat, Size: uint64(len(text))}, strings.NewReader(text))

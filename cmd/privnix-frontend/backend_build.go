@@ -72,22 +72,20 @@ func (b *backend) QueryMissing(ctx context.Context, targets []wire.DerivedPath) 
 	for _, p := range a.Unknown {
 		m.Unknown = append(m.Unknown, string(p))
 	}
+	for _, p := range a.WillSubstitute {
+		m.WillSubstitute = append(m.WillSubstitute, string(p))
+	}
+	m.DownloadSize, m.NarSize = a.DownloadSize, a.NarSize
 	return m, nil
 }
 
-// BuildPaths realises targets. Opaque paths only: answered here from
-// validity; with derivation outputs: the monitor builds, streaming the
-// builds' activities and log lines, which go to the client as Nix sends
-// them.
+// BuildPaths realises targets: the monitor substitutes and builds,
+// streaming the builds' activities, log lines and warnings, which go to the
+// client as Nix sends them.
 func (b *backend) BuildPaths(ctx context.Context, targets []wire.DerivedPath, mode uint64) ([]wire.KeyedBuildResult, error) {
-	built := false
 	req := &msg.Build{Mode: mode}
 	for _, t := range targets {
-		built = built || t.Built
 		req.Targets = append(req.Targets, msg.BuildTarget{Path: msg.StorePath(t.Path), Built: t.Built, Outputs: t.Outputs})
-	}
-	if !built {
-		return b.buildOpaque(ctx, targets)
 	}
 	if len(targets) > msg.MaxStrings {
 		return nil, frontend.Errorf("too many build targets (%d, at most %d)", len(targets), msg.MaxStrings)
@@ -173,6 +171,8 @@ func (b *backend) build(ctx context.Context, req *msg.Build) (*msg.BuildResults,
 					log.StopActivity(id)
 					delete(acts, a.Drv)
 				}
+			case msg.EventWarn:
+				log.Warn(a.Text)
 			case msg.EventError:
 				// As Nix's showErrorInfo: later lines indented under the message.
 				log.Log(wire.LvlError, "\x1b[31;1merror:\x1b[0m "+strings.ReplaceAll(a.Text, "\n", "\n       "))

@@ -227,3 +227,42 @@ func TestAssembleRejectsDuplicates(t *testing.T) {
 		t.Fatal("duplicate rows accepted")
 	}
 }
+
+// The fetcher may open IPv4 and IPv6 sockets and connect them, nothing else:
+// no AF_UNIX or netlink socket, no listening, no writes by path.
+func TestFetcherTable(t *testing.T) {
+	prog := compile(t, fetcherRules, ruleEnv{pid: 1, sendFDs: []uint32{3}})
+	for _, c := range []struct {
+		what string
+		nr   uintptr
+		arg0 uint64
+		want uint32
+	}{
+		{"socket(AF_INET)", unix.SYS_SOCKET, unix.AF_INET, allow},
+		{"socket(AF_INET6)", unix.SYS_SOCKET, unix.AF_INET6, allow},
+		{"socket(AF_UNIX)", unix.SYS_SOCKET, unix.AF_UNIX, eperm},
+		{"socket(AF_NETLINK)", unix.SYS_SOCKET, unix.AF_NETLINK, eperm},
+		{"connect", unix.SYS_CONNECT, 5, allow},
+		{"bind", unix.SYS_BIND, 5, eperm},
+		{"listen", unix.SYS_LISTEN, 5, eperm},
+		{"mkdirat", unix.SYS_MKDIRAT, 5, eperm},
+		{"sendmsg on another fd", unix.SYS_SENDMSG, 5, eperm},
+		{"sendmsg on the monitor channel", unix.SYS_SENDMSG, 3, allow},
+	} {
+		d := seccompData{nr: uint32(c.nr), arch: nativeAuditArch, args: [6]uint64{c.arg0}}
+		if v := runBPF(t, prog, d); v != c.want {
+			t.Errorf("%s → %s, want %s", c.what, verdict(v), verdict(c.want))
+		}
+	}
+	for name, nr := range neverAllowed {
+		if nr == unix.SYS_SOCKET || nr == unix.SYS_CONNECT { // its job, checked above
+			continue
+		}
+		for _, a := range argPatterns {
+			d := seccompData{nr: uint32(nr), arch: nativeAuditArch, args: [6]uint64{a, a, a, a, a, a}}
+			if v := runBPF(t, prog, d); v == allow {
+				t.Errorf("%s(%#x…) allowed", name, a)
+			}
+		}
+	}
+}

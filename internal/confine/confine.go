@@ -17,7 +17,7 @@ type Profile int
 const (
 	Frontend  Profile = iota + 1 // worker-protocol server: reads beneath given paths, writes only to held fds
 	StoreProc                    // NAR unpacker: additionally creates files, dirs, symlinks beneath its staging dir
-	Fetcher                      // not implemented yet: Apply refuses it
+	Fetcher                      // binary-cache client: reads beneath given paths, opens IPv4/IPv6 sockets, writes only to held fds
 	Builder                      // not implemented yet: Apply refuses it
 )
 
@@ -47,6 +47,10 @@ type Options struct {
 	// so an fd-relative writer needs one of these.
 	WritablePaths  []string
 	WritableDirFDs []int
+	// ConnectTCPPorts (Fetcher only) are the TCP ports connect may reach
+	// where Landlock restricts the network (ABI ≥ 4); every other port, and
+	// binding any, stays refused. UDP (DNS) is not restricted by Landlock.
+	ConnectTCPPorts []uint16
 	// SendFDs, if non-empty, are the only fds sendmsg and sendto may use
 	// (the monitor channel), so that SCM_RIGHTS can go nowhere else.
 	SendFDs []int
@@ -89,9 +93,20 @@ func Apply(p Profile, opts Options) error {
 		if len(opts.WritablePaths) > 0 || len(opts.WritableDirFDs) > 0 {
 			return fmt.Errorf("confine %s: a frontend gets no writable paths or directory fds: %w", p, ErrUnsupported)
 		}
+		if len(opts.ConnectTCPPorts) > 0 {
+			return fmt.Errorf("confine %s: only a fetcher connects: %w", p, ErrUnsupported)
+		}
 		table = frontendRules
 	case StoreProc:
+		if len(opts.ConnectTCPPorts) > 0 {
+			return fmt.Errorf("confine %s: only a fetcher connects: %w", p, ErrUnsupported)
+		}
 		table = storeProcRules
+	case Fetcher:
+		if len(opts.WritablePaths) > 0 || len(opts.WritableDirFDs) > 0 {
+			return fmt.Errorf("confine %s: a fetcher gets no writable paths or directory fds: %w", p, ErrUnsupported)
+		}
+		table = fetcherRules
 	default:
 		return fmt.Errorf("confine %s: profile not implemented: %w", p, ErrUnsupported)
 	}
@@ -212,7 +227,7 @@ func applyLandlock(opts Options) error {
 	for _, fd := range opts.WritableDirFDs {
 		rules = append(rules, landlockRule{fd: fd, access: llReadFile | llReadDir | llWrite, what: fmt.Sprintf("fd %d", fd)})
 	}
-	return restrictLandlock(abi, rules)
+	return restrictLandlock(abi, rules, opts.ConnectTCPPorts)
 }
 
 func installSeccomp(prog []unix.SockFilter) error {

@@ -86,6 +86,15 @@ func handled(abi int) landlockRulesetAttr {
 	return a
 }
 
+// landlockNetPortAttr is struct landlock_net_port_attr (ABI ≥ 4); x/sys
+// does not define it yet.
+type landlockNetPortAttr struct {
+	allowed uint64
+	port    uint64
+}
+
+const landlockRuleNetPort = 2 // LANDLOCK_RULE_NET_PORT
+
 type landlockRule struct {
 	fd     int // any fd for the file or directory; not closed here
 	access uint64
@@ -94,7 +103,7 @@ type landlockRule struct {
 
 // restrictLandlock builds a ruleset from rules and restricts every thread.
 // The caller must already have set no_new_privs on every thread.
-func restrictLandlock(abi int, rules []landlockRule) error {
+func restrictLandlock(abi int, rules []landlockRule, connectPorts []uint16) error {
 	attr := handled(abi)
 	rfd, _, e := unix.Syscall(unix.SYS_LANDLOCK_CREATE_RULESET,
 		uintptr(unsafe.Pointer(&attr)), unsafe.Sizeof(attr), 0)
@@ -116,6 +125,17 @@ func restrictLandlock(abi int, rules []landlockRule) error {
 			uintptr(unsafe.Pointer(&pb)), 0, 0, 0)
 		if e != 0 {
 			return fmt.Errorf("landlock rule for %s: %w", r.what, e)
+		}
+	}
+	for _, port := range connectPorts {
+		if attr.handledNet == 0 {
+			break // no network rights on this kernel: nothing to open up
+		}
+		np := landlockNetPortAttr{allowed: unix.LANDLOCK_ACCESS_NET_CONNECT_TCP, port: uint64(port)}
+		_, _, e := unix.Syscall6(unix.SYS_LANDLOCK_ADD_RULE, rfd, landlockRuleNetPort,
+			uintptr(unsafe.Pointer(&np)), 0, 0, 0)
+		if e != 0 {
+			return fmt.Errorf("landlock rule for TCP port %d: %w", port, e)
 		}
 	}
 	if _, _, e := syscall.AllThreadsSyscall(unix.SYS_LANDLOCK_RESTRICT_SELF, rfd, 0, 0); e != 0 {

@@ -197,3 +197,24 @@ func storeProcRules(env ruleEnv) []rule {
 		rule{name: "fdatasync", nr: unix.SYS_FDATASYNC},
 	)
 }
+
+// fetcherRules: the binary-cache client. The frontend's read-only file
+// access (file:// caches, /etc/resolv.conf, CA certificates; Landlock bounds
+// where) plus IPv4 and IPv6 sockets for HTTP and DNS. No AF_UNIX socket (no
+// host daemon is reachable through one), no listening, no fd passing except
+// on the monitor channels (SendFDs).
+func fetcherRules(env ruleEnv) []rule {
+	var rules []rule
+	for _, r := range frontendRules(env) {
+		if r.nr != unix.SYS_SOCKET {
+			rules = append(rules, r)
+		}
+	}
+	return append(rules,
+		rule{name: "socket", nr: unix.SYS_SOCKET, any: [][]match{{eq(0, unix.AF_INET)}, {eq(0, unix.AF_INET6)}}},
+		rule{name: "connect", nr: unix.SYS_CONNECT},
+		rule{name: "setsockopt", nr: unix.SYS_SETSOCKOPT},
+		rule{name: "bind", nr: unix.SYS_BIND, errno: unix.EPERM},
+		rule{name: "listen", nr: unix.SYS_LISTEN, errno: unix.EPERM},
+	)
+}

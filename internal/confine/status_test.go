@@ -76,7 +76,7 @@ func FuzzParseStatus(f *testing.F) {
 // in the (root, unconfined) test process itself.
 func TestApplyRefusesEarly(t *testing.T) {
 	for name, call := range map[string]func() error{
-		"fetcher":           func() error { return Apply(Fetcher, Options{}) },
+		"fetcher writable":  func() error { return Apply(Fetcher, Options{WritablePaths: []string{"/tmp"}}) },
 		"builder":           func() error { return Apply(Builder, Options{}) },
 		"unknown":           func() error { return Apply(Profile(99), Options{}) },
 		"frontend writable": func() error { return Apply(Frontend, Options{WritablePaths: []string{"/tmp"}}) },

@@ -268,6 +268,7 @@ const (
 	// until Drv's EventStart or the end of the request)
 	EventWaiting uint64 = 5
 	EventInfo    uint64 = 6 // a line shown to the client at level info (e.g. "checking path '…'")
+	EventWarn    uint64 = 7 // a warning shown to the client (a substituter that failed or is not trusted)
 )
 
 // BuildEvent reports progress while a Build runs.
@@ -280,7 +281,7 @@ type BuildEvent struct {
 
 func (BuildEvent) Kind() Kind { return KindBuildEvent }
 func (m BuildEvent) Validate() error {
-	if m.Type < EventStart || m.Type > EventInfo {
+	if m.Type < EventStart || m.Type > EventWarn {
 		return fmt.Errorf("type %d out of range", m.Type)
 	}
 	return firstErr(field("Drv", m.Drv.Validate()), field("Text", MaxLen(m.Text, MaxText)))
@@ -352,11 +353,17 @@ type Missing struct {
 	_msgpack  struct{} `msgpack:",as_array"`
 	WillBuild StorePaths
 	Unknown   StorePaths
+	// Substitution (monitor/substitute.go): what would be downloaded, with
+	// the total compressed and NAR sizes from the narinfos.
+	WillSubstitute StorePaths
+	DownloadSize   uint64
+	NarSize        uint64
 }
 
 func (Missing) Kind() Kind { return KindMissing }
 func (m Missing) Validate() error {
-	return firstErr(field("WillBuild", m.WillBuild.Validate()), field("Unknown", m.Unknown.Validate()))
+	return firstErr(field("WillBuild", m.WillBuild.Validate()), field("Unknown", m.Unknown.Validate()),
+		field("WillSubstitute", m.WillSubstitute.Validate()))
 }
 
 var drvTable = []Spec{

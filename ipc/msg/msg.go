@@ -77,6 +77,7 @@ var channels = [][]Spec{
 	buildTable,
 	drvTable,
 	adminTable,
+	fetchTable,
 }
 
 var registry = buildRegistry(channels)

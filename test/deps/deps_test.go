@@ -16,12 +16,19 @@ var forbidden = map[string][]string{
 	// The root monitor parses no untrusted bytes: no worker-protocol decoder,
 	// no NAR reader, no ATerm parser, no child's code.
 	"privnixd": {"privnix/frontend", "privnix/frontend/wire", "privnix/storeproc", "privnix/buildproc",
-		"privnix/nix/narreader", "privnix/nix/drv/aterm", "privnix/internal/narfs", "privnix/internal/confine"},
+		"privnix/nix/narreader", "privnix/nix/drv/aterm", "privnix/internal/narfs", "privnix/internal/confine",
+		// No binary-cache client: the fetcher parses cache text and undoes compression.
+		// (klauspost/compress/zstd is linked through badger, for its own tables.)
+		"privnix/fetcher", "github.com/ulikunitz/xz", "compress/bzip2"},
 	// (net/http is linked into privnixd through badger's OpenTelemetry
 	// dependency; privnixd opens no network socket of its own.)
 	// The frontend talks to the monitor only: no database, no monitor code.
 	"privnix-frontend": {"github.com/dgraph-io/badger/v4", "privnix/monitor", "privnix/internal/sys",
 		"privnix/storeproc", "privnix/nix/narreader", "os/exec"},
+	// The fetcher talks to caches and the monitor: no database, no monitor
+	// code, no worker protocol, no NAR unpacking.
+	"privnix-fetch": {"github.com/dgraph-io/badger/v4", "privnix/monitor", "privnix/frontend", "privnix/frontend/wire",
+		"privnix/nix/narreader", "privnix/internal/narfs", "os/exec"},
 	"privnix-storeproc": {"github.com/dgraph-io/badger/v4", "privnix/monitor", "privnix/frontend",
 		"privnix/frontend/wire", "net/http", "os/exec"},
 }

@@ -1,0 +1,124 @@
+// Command privnix-fetch is the binary-cache client: privnixd execs one when
+// a request needs substituters, as a throw-away unprivileged uid, and asks it
+// for nix-cache-info, narinfo and NARs (package fetcher). It parses the
+// caches' text and undoes their compression; the monitor gets structured
+// answers and checks them, and each NAR goes down a pipe to a storeproc.
+//
+// Powers left after start: IPv4/IPv6 sockets (HTTP, DNS); read the file://
+// caches' directories, the resolver files and CA certificates; write only to
+// fds it holds; send fds only on its monitor channels; no AF_UNIX socket, no
+// file opened for writing, no exec, no privileges (no_new_privs, seccomp,
+// Landlock; confine.Fetcher).
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"privnix/fetcher"
+	"privnix/internal/confine"
+	"privnix/ipc"
+	"privnix/ipc/msg"
+)
+
+// procName is what ps shows (at most 15 bytes and a NUL).
+var procName = []byte("privnix-fetch\x00")
+
+// The fixed fd layout the monitor starts every child with.
+const (
+	ipcFd = 3
+	logFd = 4
+)
+
+// hostFiles are read for DNS and TLS when they exist.
+var hostFiles = []string{"/etc/resolv.conf", "/etc/hosts", "/etc/nsswitch.conf", "/etc/services",
+	"/etc/ssl", "/etc/pki", "/etc/ca-certificates", "/usr/share/ca-certificates", "/usr/local/share/ca-certificates"}
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintf(os.Stderr, "privnix-fetch: %v\n", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	if os.Geteuid() == 0 || os.Getuid() == 0 {
+		return fmt.Errorf("refusing to run as root")
+	}
+	_ = unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&procName[0])), 0, 0, 0)
+	mon, err := ipc.NewConn(os.NewFile(ipcFd, "monitor"))
+	if err != nil {
+		return err
+	}
+	logs, err := ipc.NewConn(os.NewFile(logFd, "log"))
+	if err != nil {
+		return err
+	}
+	log := slog.New(ipc.NewLogHandler(logs, slog.LevelInfo))
+	// The channels' fds: the only ones sendmsg may use.
+	monFd, err := mon.Fd()
+	if err != nil {
+		return err
+	}
+	logsFd, err := logs.Fd()
+	if err != nil {
+		return err
+	}
+	sendFDs := []int{monFd, logsFd}
+	job, err := fetcher.AwaitJob(mon)
+	if err != nil {
+		return err
+	}
+	if err := mon.SetStoreDir(job.StoreDir); err != nil {
+		return err
+	}
+	caches, infos := fetcher.Caches(job)
+	var readable []string
+	for _, c := range caches {
+		if c != nil && c.Dir() != "" {
+			readable = append(readable, c.Dir())
+		}
+	}
+	for _, f := range hostFiles {
+		if _, err := os.Stat(f); err == nil {
+			readable = append(readable, f)
+		}
+	}
+	for i, c := range caches {
+		if c != nil && c.Dir() != "" {
+			if _, err := os.Stat(c.Dir()); err != nil {
+				// Landlock opens every path: one we cannot reach is refused here.
+				infos[i] = msg.CacheInfo{Err: fmt.Sprintf("binary cache '%s' cannot be read: %v", c.URL, err)}
+				caches[i] = nil
+				readable = remove(readable, c.Dir())
+			}
+		}
+	}
+	var ports []uint16
+	for _, c := range caches {
+		if c != nil && c.Port() != 0 {
+			ports = append(ports, c.Port())
+		}
+	}
+	opts := confine.Options{ReadOnlyPaths: readable, ConnectTCPPorts: ports, SendFDs: sendFDs, InheritedCredentials: job.SharedUID}
+	if err := confine.Apply(confine.Fetcher, opts); err != nil {
+		log.Error("confinement failed; not fetching", "err", err)
+		_ = mon.Send(msg.Errorf(msg.ClassInternal, "the fetcher could not confine itself"))
+		return err
+	}
+	return fetcher.Serve(mon, job, caches, infos, log)
+}
+
+func remove(list []string, s string) []string {
+	out := list[:0]
+	for _, e := range list {
+		if e != s {
+			out = append(out, e)
+		}
+	}
+	return out
+}

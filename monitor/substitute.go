@@ -1,0 +1,542 @@
+package monitor
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"privnix/ipc/msg"
+	"privnix/monitor/storedb"
+	"privnix/nix/conf"
+	"privnix/nix/narinfo"
+	"privnix/nix/nixhash"
+	"privnix/nix/storepath"
+)
+
+// Substitution: getting a path from a binary cache instead of building it.
+//
+//	request (Build, QueryMissing, …)          monitor                       fetcher          storeproc
+//	  substituters: the connection's settings (nix.conf, SetOptions as policy allowed)
+//	  narinfo: the monitor's cache, else GetNarInfo ──────────────────────▶ parses text
+//	  the monitor builds the fingerprint itself and checks a signature by a
+//	  key in trusted-public-keys (require-sigs), or the content address
+//	  references first (each the same way), then:
+//	  pipe; StoreJob + [staging, read end] ───────────────────────────────────────────────────▶ unpacks
+//	  GetNar + [write end] ──────────────────────────────────────────────▶ downloads, decompresses
+//	  seal (the upload sealer: its NAR hash and size must be the narinfo's),
+//	  register exactly the signed path, NarHash, NarSize, References.
+//
+// The monitor links neither the narinfo text parser nor a decompressor: it
+// reads only msg.NarInfo's fields.
+
+// Nix's defaults for narinfo-cache-positive-ttl and -negative-ttl.
+const (
+	defaultPositiveTTL = 30 * 24 * time.Hour
+	defaultNegativeTTL = time.Hour
+	cacheInfoTTL       = time.Hour
+	maxNarinfoEntries  = 1 << 18
+	// fetchDeadline bounds one answer of the fetcher (a NAR download has its
+	// own stall timeout in the fetcher; this is the monitor's backstop).
+	fetchDeadline = 6 * time.Hour
+	maxClosure    = 1 << 16 // paths one substitution may pull in
+)
+
+// narinfoCache remembers narinfos (and their absence) per cache URL and hash
+// part, and each cache's nix-cache-info, for all connections: a narinfo is
+// the same whoever asks; signatures are checked per use against the asking
+// connection's keys.
+type narinfoCache struct {
+	mu     sync.Mutex
+	infos  map[narinfoKey]narinfoEntry // guarded by mu
+	caches map[string]cacheInfoEntry   // guarded by mu
+}
+
+type narinfoKey struct{ cache, hashPart string }
+
+type narinfoEntry struct {
+	ni    *msg.NarInfo // nil: the cache does not have it
+	until time.Time
+}
+
+type cacheInfoEntry struct {
+	info  msg.CacheInfo
+	until time.Time
+}
+
+func newNarinfoCache() *narinfoCache {
+	return &narinfoCache{infos: map[narinfoKey]narinfoEntry{}, caches: map[string]cacheInfoEntry{}}
+}
+
+func (c *narinfoCache) get(k narinfoKey) (*msg.NarInfo, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.infos[k]
+	if !ok || time.Now().After(e.until) {
+		return nil, false
+	}
+	return e.ni, true
+}
+
+func (c *narinfoCache) put(k narinfoKey, ni *msg.NarInfo, ttl time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.infos) >= maxNarinfoEntries {
+		clear(c.infos)
+	}
+	c.infos[k] = narinfoEntry{ni: ni, until: time.Now().Add(ttl)}
+}
+
+func (c *narinfoCache) cacheInfo(url string) (msg.CacheInfo, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.caches[url]
+	if !ok || time.Now().After(e.until) {
+		return msg.CacheInfo{}, false
+	}
+	return e.info, true
+}
+
+func (c *narinfoCache) putCacheInfo(url string, info msg.CacheInfo) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.caches[url] = cacheInfoEntry{info: info, until: time.Now().Add(cacheInfoTTL)}
+}
+
+// subst is one request's substitution: the connection's substituters and
+// keys, the fetcher (started when the network is first needed) and what this
+// request substituted already.
+type subst struct {
+	s        *session
+	set      *conf.Settings
+	keys     []narinfo.PublicKey
+	urls     []string // in the connection's order; FetchJob indices
+	posTTL   time.Duration
+	negTTL   time.Duration
+	work     sync.Mutex // one substitution at a time (the fetcher is one channel)
+	mu       sync.Mutex // guards the fields below
+	fetch    *child
+	fetchErr error
+	done     map[storepath.Path]error
+}
+
+// newSubst returns the request's substituter view; with no substituters (or
+// substitute = false) every lookup finds nothing and nothing is spawned.
+func (s *session) newSubst(set *conf.Settings) *subst {
+	x := &subst{s: s, set: set, done: map[storepath.Path]error{},
+		posTTL: ttlSetting(set, "narinfo-cache-positive-ttl", defaultPositiveTTL),
+		negTTL: ttlSetting(set, "narinfo-cache-negative-ttl", defaultNegativeTTL)}
+	if !set.Substitute {
+		return x
+	}
+	for _, u := range set.Substituters {
+		if err := msg.ValidCacheURL(u); err != nil {
+			s.log.Warn("ignoring a substituter privnix cannot use", "substituter", u, "err", err)
+			continue
+		}
+		if !slices.Contains(x.urls, u) && len(x.urls) < msg.MaxCaches {
+			x.urls = append(x.urls, u)
+		}
+	}
+	for _, k := range set.TrustedPublicKeys {
+		if pk, err := narinfo.ParsePublicKey(k); err == nil {
+			x.keys = append(x.keys, pk)
+		}
+	}
+	return x
+}
+
+func ttlSetting(set *conf.Settings, name string, def time.Duration) time.Duration {
+	if v, ok := set.Get(name); ok {
+		if n, err := strconv.ParseUint(v, 10, 32); err == nil {
+			return time.Duration(n) * time.Second
+		}
+	}
+	return def
+}
+
+// close ends the fetcher, if one was started.
+func (x *subst) close() {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.fetch != nil {
+		x.s.m.releaseWorker(x.fetch)
+		x.fetch = nil
+	}
+}
+
+// fetcher starts the request's fetcher and records every cache's info.
+func (x *subst) fetcher() (*child, error) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.fetch != nil || x.fetchErr != nil {
+		return x.fetch, x.fetchErr
+	}
+	c, err := x.s.m.startFetcher(x.urls, x.set.ConnectTimeout)
+	if err != nil {
+		x.fetchErr = err
+		x.s.log.Error("starting the fetcher", "err", err)
+		return nil, err
+	}
+	x.fetch = c
+	return c, nil
+}
+
+// ask sends one request to the fetcher and returns its answer.
+func (x *subst) ask(req msg.Message, fds ...*os.File) (msg.Message, error) {
+	c, err := x.fetcher()
+	if err != nil {
+		return nil, err
+	}
+	if err := c.conn.Send(req, fds...); err != nil {
+		return nil, fmt.Errorf("asking the fetcher: %w", err)
+	}
+	c.conn.SetReadDeadline(time.Now().Add(fetchDeadline))
+	ans, afds, err := c.conn.Recv()
+	closeFiles(afds)
+	if err != nil {
+		x.dropFetcher()
+		return nil, fmt.Errorf("the fetcher's answer: %w", err)
+	}
+	if e, ok := ans.(*msg.Error); ok {
+		return nil, e
+	}
+	return ans, nil
+}
+
+// dropFetcher kills a fetcher that broke the protocol; the next request
+// starts another.
+func (x *subst) dropFetcher() {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.fetch != nil {
+		x.s.m.releaseWorker(x.fetch)
+		x.fetch = nil
+	}
+}
+
+// order returns the usable caches' indices by priority (lower first; ties
+// in the configured order), as Nix sorts its substituters.
+func (x *subst) order() []int {
+	infos := make([]msg.CacheInfo, len(x.urls))
+	known := true
+	for i, u := range x.urls {
+		var ok bool
+		if infos[i], ok = x.s.m.narinfos.cacheInfo(u); !ok {
+			known = false
+		}
+	}
+	if !known {
+		if _, err := x.fetcher(); err != nil {
+			return nil
+		}
+		for i, u := range x.urls {
+			infos[i], _ = x.s.m.narinfos.cacheInfo(u)
+		}
+	}
+	var idx []int
+	for i, info := range infos {
+		if info.Err == "" && info.StoreDir == x.s.m.cfg.Paths.StoreDir {
+			idx = append(idx, i)
+		}
+	}
+	slices.SortStableFunc(idx, func(a, b int) int { return cmp.Compare(infos[a].Priority, infos[b].Priority) })
+	return idx
+}
+
+// narinfo returns cache i's narinfo for p (nil: not there), from the
+// monitor's cache or the fetcher.
+func (x *subst) narinfo(i int, p storepath.Path) (*msg.NarInfo, error) {
+	k := narinfoKey{x.urls[i], p.HashPart()}
+	if ni, ok := x.s.m.narinfos.get(k); ok {
+		return ni, nil
+	}
+	ans, err := x.ask(&msg.GetNarInfo{Cache: uint64(i), HashPart: p.HashPart()})
+	if err != nil {
+		return nil, err
+	}
+	ni, ok := ans.(*msg.NarInfo)
+	if !ok {
+		x.dropFetcher()
+		return nil, fmt.Errorf("the fetcher answered GetNarInfo with %v", ans.Kind())
+	}
+	if !ni.Found {
+		x.s.m.narinfos.put(k, nil, x.negTTL)
+		return nil, nil
+	}
+	if ni.StorePath != msg.StorePath(x.s.m.store.dir.String(p)) {
+		return nil, fmt.Errorf("binary cache '%s' answered for '%s' with a narinfo of '%s'", x.urls[i], x.s.m.store.dir.String(p), ni.StorePath)
+	}
+	x.s.m.narinfos.put(k, ni, x.posTTL)
+	return ni, nil
+}
+
+// offer is a narinfo the connection may use: found, for the path, and
+// signed by a trusted key (or content-addressed) when signatures are required.
+type offer struct {
+	path  storepath.Path
+	cache int
+	ni    *msg.NarInfo
+	refs  []storepath.Path // without the path itself
+}
+
+// find returns the first cache's usable offer for p, or nil. Lookup
+// failures and unsigned narinfos are warnings (Nix's texts) and the next
+// cache is tried.
+func (x *subst) find(p storepath.Path, warn func(string)) *offer {
+	if len(x.urls) == 0 {
+		return nil
+	}
+	shown := x.s.m.store.dir.String(p)
+	for _, i := range x.order() {
+		ni, err := x.narinfo(i, p)
+		if err != nil {
+			warn(errorText(err))
+			continue
+		}
+		if ni == nil {
+			continue
+		}
+		o, ok := x.check(i, p, ni)
+		if !ok {
+			warn(fmt.Sprintf("substituter '%s' does not have a valid signature for path '%s'", x.urls[i], shown))
+			continue
+		}
+		return o
+	}
+	return nil
+}
+
+// check builds the fingerprint from the narinfo's fields and verifies a
+// signature by a trusted key; a narinfo whose content address really yields
+// the path needs none (as Nix). Anything that does not parse is unusable.
+func (x *subst) check(i int, p storepath.Path, ni *msg.NarInfo) (*offer, bool) {
+	d := x.s.m.store.dir
+	h, err := nixhash.Parse(ni.NarHash)
+	if err != nil || h.Algo != nixhash.SHA256 {
+		return nil, false
+	}
+	o := &offer{path: p, cache: i, ni: ni}
+	var all []storepath.Path
+	self := false
+	for _, r := range ni.References {
+		rp, err := d.Parse(string(r))
+		if err != nil {
+			return nil, false
+		}
+		all = append(all, rp)
+		if rp == p {
+			self = true
+		} else {
+			o.refs = append(o.refs, rp)
+		}
+	}
+	if !x.set.RequireSigs {
+		return o, true
+	}
+	if ni.CA != "" {
+		if ca, err := storepath.ParseContentAddress(ni.CA); err == nil {
+			if got, err := d.MakeFromCA(p.Name(), ca, o.refs, self); err == nil && got == p {
+				return o, true
+			}
+		}
+	}
+	fp := narinfo.Fingerprint(d, p, h, ni.NarSize, all)
+	var sigs []narinfo.Signature
+	for _, raw := range ni.Sigs {
+		if sig, err := narinfo.ParseSignature(raw); err == nil {
+			sigs = append(sigs, sig)
+		}
+	}
+	return o, narinfo.VerifyAny(fp, sigs, x.keys)
+}
+
+// errorText is what a user sees of a fetcher or monitor error.
+func errorText(err error) string {
+	var e *msg.Error
+	if errors.As(err, &e) && e.Class == msg.ClassPolicy {
+		return e.Message
+	}
+	return "the binary cache request failed in privnixd; see its log"
+}
+
+// substError is a substitution that did not happen; none says no cache had
+// the path (Nix's NoSubstituters: a build may go on locally), else a cache
+// failed (a bad NAR, a network error).
+type substError struct {
+	none bool
+	msg  string
+}
+
+func (e *substError) Error() string { return e.msg }
+
+// ensure makes p valid by substitution, its references first. It is
+// serialised per request, so a cycle a hostile cache describes is seen on
+// the stack, never waited on.
+func (x *subst) ensure(p storepath.Path, warn func(string)) error {
+	x.work.Lock()
+	defer x.work.Unlock()
+	return x.ensureLocked(p, warn, map[storepath.Path]bool{})
+}
+
+func (x *subst) ensureLocked(p storepath.Path, warn func(string), stack map[storepath.Path]bool) error {
+	if err, ok := x.done[p]; ok {
+		return err
+	}
+	shown := x.s.m.store.dir.String(p)
+	if stack[p] || len(x.done) > maxClosure {
+		return &substError{msg: fmt.Sprintf("the references of '%s' in the binary cache form a cycle or are too many", shown)}
+	}
+	stack[p] = true
+	defer delete(stack, p)
+	err := x.substituteOne(p, warn, stack)
+	x.done[p] = err
+	return err
+}
+
+func (x *subst) substituteOne(p storepath.Path, warn func(string), stack map[storepath.Path]bool) error {
+	m := x.s.m
+	shown := m.store.dir.String(p)
+	if missing, err := m.missingAmong([]storepath.Path{p}); err != nil {
+		return &substError{msg: "checking validity failed in privnixd"}
+	} else if len(missing) == 0 {
+		return nil
+	}
+	o := x.find(p, warn)
+	if o == nil {
+		return &substError{none: true, msg: fmt.Sprintf("path '%s' is required, but there is no substituter that can build it", shown)}
+	}
+	for _, r := range o.refs {
+		if err := x.ensureLocked(r, warn, stack); err != nil {
+			var se *substError
+			if errors.As(err, &se) && se.none {
+				return &substError{none: true, msg: fmt.Sprintf("some references of path '%s' could not be realised", shown)}
+			}
+			return err
+		}
+	}
+	x.s.log.Info("substituting", "path", shown, "from", x.urls[o.cache])
+	if err := x.download(p, o); err != nil {
+		msg := errorText(err)
+		var se *substError
+		if errors.As(err, &se) {
+			msg = se.msg
+		}
+		warn(fmt.Sprintf("substitution of path '%s' from '%s' failed: %s", shown, x.urls[o.cache], msg))
+		return &substError{msg: fmt.Sprintf("substitution of path '%s' failed: %s", shown, msg)}
+	}
+	return nil
+}
+
+// download streams the NAR from the fetcher to a fresh storeproc, then
+// seals and registers it as an import of exactly the narinfo's fields.
+func (x *subst) download(p storepath.Path, o *offer) error {
+	s, m := x.s, x.s.m
+	w, err := m.startWorker()
+	if err != nil {
+		return fmt.Errorf("starting a store worker: %w", err)
+	}
+	defer m.releaseWorker(w)
+	stage, err := m.store.files().NewStaging(w.uid, w.uid)
+	if err != nil {
+		return fmt.Errorf("creating a staging directory: %w", err)
+	}
+	ni := o.ni
+	up := &upload{claimed: p, stage: stage, worker: w, req: msg.BeginUpload{Mode: msg.UploadNar, Format: msg.FormatNAR,
+		Size: ni.NarSize, Info: msg.PathInfo{Path: ni.StorePath, Deriver: ni.Deriver, NarHash: ni.NarHash,
+			References: ni.References, NarSize: ni.NarSize, Sigs: ni.Sigs, CA: ni.CA}}}
+	defer s.discard(up)
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	job := &msg.StoreJob{Format: msg.FormatNAR, MaxBytes: ni.NarSize, MaxDepth: 256, MaxEntries: 1 << 22,
+		MaxNameLen: msg.MaxNarNameLen, MaxTargetLen: msg.MaxNarTargetLen, SharedUID: !m.root}
+	err = w.conn.Send(job, stage.Dir(), pr)
+	pr.Close()
+	if err != nil {
+		pw.Close()
+		return fmt.Errorf("handing the NAR to the store worker: %w", err)
+	}
+	_, ferr := x.ask(&msg.GetNar{Cache: uint64(o.cache), URL: ni.URL, Compression: ni.Compression,
+		FileSize: ni.FileSize, NarSize: ni.NarSize}, pw)
+	pw.Close()
+	staged, werr := awaitStaged(w)
+	w.kill()
+	if ferr != nil {
+		return ferr
+	}
+	if werr != nil {
+		return werr
+	}
+	info, rep, ok := s.seal(up, staged)
+	if !ok {
+		return replyError(rep)
+	}
+	return replyError(s.register(up, info))
+}
+
+// replyError turns a handler reply carrying msg.Error into an error.
+func replyError(r reply) error {
+	for _, m := range r.msgs {
+		if e, ok := m.(*msg.Error); ok {
+			return e
+		}
+	}
+	return nil
+}
+
+// startFetcher starts a fetcher as a fresh storeproc-range uid and reads
+// every cache's nix-cache-info through it.
+func (m *Monitor) startFetcher(urls []string, connectTimeout uint64) (*child, error) {
+	uid, err := m.spUIDs.get()
+	if err != nil {
+		return nil, fmt.Errorf("no free uid for a fetcher: %w", err)
+	}
+	c, err := m.spawner.spawn(spawnSpec{role: roleFetcher, uid: uid, asUID: m.root})
+	if err != nil {
+		m.spUIDs.put(uid)
+		return nil, err
+	}
+	go m.forwardLogs(c)
+	fail := func(err error) (*child, error) { m.releaseWorker(c); return nil, err }
+	if err := awaitHello(c); err != nil {
+		return fail(err)
+	}
+	if err := c.conn.SetStoreDir(m.cfg.Paths.StoreDir); err != nil {
+		return fail(err)
+	}
+	job := &msg.FetchJob{Caches: urls, StoreDir: m.cfg.Paths.StoreDir, ConnectTimeout: connectTimeout, SharedUID: !m.root}
+	if err := c.conn.Send(job); err != nil {
+		return fail(err)
+	}
+	c.conn.SetReadDeadline(time.Now().Add(5 * time.Minute))
+	ans, fds, err := c.conn.Recv()
+	closeFiles(fds)
+	if err != nil {
+		return fail(fmt.Errorf("the fetcher's cache infos: %w", err))
+	}
+	infos, ok := ans.(*msg.CacheInfos)
+	if !ok || len(infos.Infos) != len(urls) {
+		return fail(fmt.Errorf("the fetcher answered FetchJob with %v", ans.Kind()))
+	}
+	for i, u := range urls {
+		info := infos.Infos[i]
+		if info.Err != "" {
+			m.log.Warn("binary cache unusable", "substituter", u, "err", info.Err)
+		}
+		m.narinfos.putCacheInfo(u, info)
+	}
+	return c, nil
+}
+
+// isValid reports whether p is valid now.
+func (m *Monitor) isValid(p storepath.Path) (bool, error) {
+	var ok bool
+	err := m.store.with(func(db *storedb.DB) (e error) { ok, e = db.IsValid(p); return })
+	return ok, err
+}
