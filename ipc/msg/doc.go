@@ -17,6 +17,7 @@
 //	0x0300–0x03ff  storeproc ↔ monitor                         (store.go)
 //	0x0400–0x04ff  buildproc ↔ monitor                         (build.go)
 //	0x0500–0x05ff  privnix status ↔ monitor (admin socket)    (admin.go)
+//	0x0600–0x06ff  fetcher ↔ monitor (substitution)           (fetch.go)
 //
 // Each channel file starts with a sequence diagram, then its Kind block, then
 // one struct per kind, then its registry table.

@@ -30,12 +30,12 @@ import (
 // An Error from the fetcher (ClassPolicy) says what the cache did wrong; the
 // monitor shows it to the user as a warning and tries the next cache.
 const (
-	KindFetchJob   Kind = 0x0501 // the monitor's answer to the fetcher's Hello
-	KindCacheInfos Kind = 0x0503 // the fetcher's answer to FetchJob
-	KindGetNarInfo Kind = 0x0504 // answered with NarInfo or Error
-	KindNarInfo    Kind = 0x0505
-	KindGetNar     Kind = 0x0506 // 1 fd; answered with NarSent or Error
-	KindNarSent    Kind = 0x0507
+	KindFetchJob   Kind = 0x0601 // the monitor's answer to the fetcher's Hello
+	KindCacheInfos Kind = 0x0603 // the fetcher's answer to FetchJob
+	KindGetNarInfo Kind = 0x0604 // answered with NarInfo or Error
+	KindNarInfo    Kind = 0x0605
+	KindGetNar     Kind = 0x0606 // 1 fd; answered with NarSent or Error
+	KindNarSent    Kind = 0x0607
 )
 
 // Fetcher limits.
