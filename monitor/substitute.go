@@ -303,7 +303,7 @@ func (x *subst) find(p storepath.Path, warn func(string)) *offer {
 		}
 		o, ok := x.check(i, p, ni)
 		if !ok {
-			warn(fmt.Sprintf("substituter '%s' does not have a valid signature for path '%s'", x.urls[i], shown))
+			warn(fmt.Sprintf("the substitute for '%s' from '%s' is not signed by any of the keys in 'trusted-public-keys'", shown, x.urls[i]))
 			continue
 		}
 		return o

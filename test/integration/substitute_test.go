@@ -171,4 +171,125 @@ func TestSubstituteTrustedUser(t *testing.T) {
 	if v := e.s.Run(t, testenv.Alice, nil, "nix-store", "--verify-path", out); v.Err != nil {
 		t.Errorf("verify-path: %v\n%s", v.Err, v.Stderr)
 	}
+	d.Stop(t)
+
+	// nix-daemon gets the same path from the same cache.
+	e.s.Reset(t)
+	nd := testenv.StartNixDaemon(t, e.s)
+	defer nd.Stop(t)
+	r = e.build(t, testenv.Bob, "a", "--option", "substituters", url)
+	if r.Err != nil || strings.TrimSpace(r.Stdout) != out {
+		t.Fatalf("nix-daemon: %q, %v\n%s", r.Stdout, r.Err, r.Stderr)
+	}
+}
+
+// outcome is what a client run shows: its output or its error, and its
+// warning lines (ANSI codes stripped).
+func outcome(r testenv.Result) string {
+	var warn []string
+	for _, l := range strings.Split(ansi.ReplaceAllString(r.Stderr, ""), "\n") {
+		if strings.HasPrefix(l, "warning: ") {
+			warn = append(warn, l)
+		}
+	}
+	res := strings.TrimSpace(r.Stdout)
+	if r.Err != nil {
+		res = "error: " + lastError(r.Stderr)
+	}
+	return strings.Join(append(warn, res), "\n")
+}
+
+// An untrusted user's substituters: an untrusted cache is ignored with
+// nix-daemon's warning (the build then runs, and fails without the marker);
+// a cache in trusted-substituters is used only for paths signed by a key in
+// trusted-public-keys. Each answer equals nix-daemon 2.8's.
+func TestSubstituteUntrustedUser(t *testing.T) {
+	e := newSubstEnv(t, "")
+	unknownDir := t.TempDir()
+	os.Chmod(unknownDir, 0o755)
+	unknownKey := filepath.Join(unknownDir, "sk")
+	rootRun(t, nil, "nix-store", "--generate-binary-cache-key", "privnix-unknown-1", unknownKey, filepath.Join(unknownDir, "pk"))
+
+	caches := map[string]string{} // tag -> URL
+	outs := map[string]string{}
+	for tag, params := range map[string]string{
+		"signed":    "secret-key=" + e.secret,
+		"unsigned":  "",
+		"unknown":   "secret-key=" + unknownKey,
+		"wrong":     "secret-key=" + e.secret,
+		"untrusted": "secret-key=" + e.secret,
+	} {
+		dir, out := e.makeCache(t, tag, params)
+		if tag == "wrong" {
+			breakSignatures(t, dir)
+		}
+		caches[tag] = serve(t, http.FileServer(http.Dir(dir)))
+		outs[tag] = out
+	}
+	conf := substConf + "trusted-public-keys = " + e.pubKey + "\ntrusted-substituters ="
+	for _, tag := range []string{"signed", "unsigned", "unknown", "wrong"} {
+		conf += " " + caches[tag]
+	}
+	if err := os.WriteFile(filepath.Join(e.s.ConfDir, "nix.conf"), []byte(conf+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	scenario := func() map[string]string {
+		got := map[string]string{}
+		for tag, url := range caches {
+			got[tag] = outcome(e.build(t, testenv.Alice, tag, "--option", "substituters", url))
+		}
+		return got
+	}
+	d := testenv.StartPrivnixd(t, e.s)
+	got := scenario()
+	d.Stop(t)
+	if got["signed"] != outs["signed"] {
+		t.Errorf("signed cache: %q, want %q", got["signed"], outs["signed"])
+	}
+	for _, tag := range []string{"unsigned", "unknown", "wrong", "untrusted"} {
+		if !strings.Contains(got[tag], "failed with exit code 7") {
+			t.Errorf("%s cache: %q, want a local build (which fails)", tag, got[tag])
+		}
+	}
+	if !strings.Contains(got["untrusted"], "warning: ignoring untrusted substituter '"+caches["untrusted"]+"'") {
+		t.Errorf("untrusted cache: no warning in %q", got["untrusted"])
+	}
+	e.s.Reset(t)
+	nd := testenv.StartNixDaemon(t, e.s)
+	want := scenario()
+	nd.Stop(t)
+	for tag := range caches {
+		if got[tag] != want[tag] {
+			t.Errorf("%s:\nprivnixd:   %q\nnix-daemon: %q", tag, got[tag], want[tag])
+		}
+	}
+}
+
+// breakSignatures changes one byte of every signature in the cache's
+// narinfos (still valid base64, no longer a signature of the fingerprint).
+func breakSignatures(t *testing.T, dir string) {
+	t.Helper()
+	files, _ := filepath.Glob(filepath.Join(dir, "*.narinfo"))
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines := strings.Split(string(b), "\n")
+		for i, l := range lines {
+			if strings.HasPrefix(l, "Sig: ") {
+				c := []byte(l)
+				k := len(c) - 10
+				if c[k] == 'A' {
+					c[k] = 'B'
+				} else {
+					c[k] = 'A'
+				}
+				lines[i] = string(c)
+			}
+		}
+		if err := os.WriteFile(f, []byte(strings.Join(lines, "\n")), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
