@@ -13,6 +13,10 @@ import (
 	"time"
 
 	"privnix/internal/testenv"
+	"privnix/internal/testvectors"
+	"privnix/nix/narinfo"
+	"privnix/nix/nixhash"
+	"privnix/nix/storepath"
 )
 
 // Substitution from binary caches made by `nix copy --to file://…` and served
@@ -291,5 +295,132 @@ func breakSignatures(t *testing.T, dir string) {
 		if err := os.WriteFile(f, []byte(strings.Join(lines, "\n")), 0o644); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// hostileCache serves a cache directory, but for the top path's narinfo
+// and NAR does what mode says.
+type hostileCache struct {
+	dir, mode string
+	topHash   string // hash part of the path whose NAR is hostile
+	narinfo   []byte // the narinfo served for it ("" = the file)
+	nar       []byte // the NAR served for it (nil = the file)
+	files     http.Handler
+}
+
+func (h *hostileCache) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == "/"+h.topHash+".narinfo" && h.narinfo != nil {
+		w.Write(h.narinfo)
+		return
+	}
+	if strings.HasPrefix(r.URL.Path, "/nar/") && h.isTopNar(r.URL.Path) {
+		switch {
+		case h.mode == "endless":
+			zeros := make([]byte, 64<<10)
+			for {
+				if _, err := w.Write(zeros); err != nil {
+					return
+				}
+			}
+		case h.mode == "truncated":
+			b, _ := os.ReadFile(filepath.Join(h.dir, r.URL.Path))
+			w.Write(b[:len(b)/2])
+			return
+		case h.nar != nil:
+			w.Write(h.nar)
+			return
+		}
+	}
+	h.files.ServeHTTP(w, r)
+}
+
+// isTopNar says whether the URL is the NAR the top narinfo names.
+func (h *hostileCache) isTopNar(path string) bool {
+	b, err := os.ReadFile(filepath.Join(h.dir, h.topHash+".narinfo"))
+	return err == nil && strings.Contains(string(b), "URL: "+strings.TrimPrefix(path, "/")+"\n")
+}
+
+// resign rewrites the top narinfo with change applied and signs it again
+// with the cache's key, so that only the change can make it fail.
+func (e *substEnv) resign(t *testing.T, h *hostileCache, change func(n *narinfo.NarInfo)) {
+	t.Helper()
+	dir, err := storepath.NewDir(e.s.StoreDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(h.dir, h.topHash+".narinfo"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := narinfo.Parse(dir, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	change(n)
+	skText, err := os.ReadFile(e.secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sk, err := narinfo.ParseSecretKey(strings.TrimSpace(string(skText)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.Sigs = []narinfo.Signature{sk.Sign(n.Fingerprint(dir))}
+	h.narinfo = []byte(n.String(dir))
+}
+
+// Hostile caches, each validly signed: a NAR whose hash is not the
+// narinfo's, a truncated NAR, a malicious NAR (an entry named ".."), an
+// endless response. Each is refused, the path stays invalid and absent,
+// staging is empty, and the daemon goes on serving.
+func TestSubstituteHostileCaches(t *testing.T) {
+	e := newSubstEnv(t, "")
+	dir, out := e.makeCache(t, "hostile", "compression=none&secret-key="+e.secret)
+	top := filepath.Base(out)[:32]
+	bad, err := os.ReadFile(filepath.Join(testvectors.Dir(t), "libutil-nars", "dotdot.nar"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := testenv.StartPrivnixd(t, e.s)
+	defer d.Stop(t)
+	for _, c := range []struct {
+		mode, want string
+	}{
+		{"hash", "hash mismatch importing path"},
+		{"truncated", "truncated"},
+		{"malicious", "the NAR is malformed"},
+		{"endless", "is larger than the narinfo says"},
+	} {
+		h := &hostileCache{dir: dir, mode: c.mode, topHash: top, files: http.FileServer(http.Dir(dir))}
+		switch c.mode {
+		case "hash":
+			e.resign(t, h, func(n *narinfo.NarInfo) { n.NarHash = nixhash.Sum(nixhash.SHA256, []byte("not the NAR")) })
+		case "malicious":
+			h.nar = bad
+			e.resign(t, h, func(n *narinfo.NarInfo) {
+				n.NarHash = nixhash.Sum(nixhash.SHA256, bad)
+				n.FileHash = n.NarHash
+				n.NarSize, n.FileSize = uint64(len(bad)), uint64(len(bad))
+			})
+		}
+		url := serve(t, h)
+		r := e.s.Run(t, testenv.Bob, nil, "nix-store", "-r", out, "--option", "substituters", url)
+		if r.Err == nil || !strings.Contains(ansi.ReplaceAllString(r.Stderr, ""), c.want) {
+			t.Errorf("%s: %v, want an error containing %q:\n%s", c.mode, r.Err, c.want, r.Stderr)
+		}
+		if v := e.s.Run(t, testenv.Alice, nil, "nix-store", "--check-validity", out); v.Err == nil {
+			t.Errorf("%s: %s is valid", c.mode, out)
+		}
+		if _, err := os.Lstat(out); err == nil {
+			t.Errorf("%s: %s exists in the store", c.mode, out)
+		}
+		if staging, _ := os.ReadDir(filepath.Join(e.s.StoreDir, ".privnix-staging")); len(staging) != 0 {
+			t.Errorf("%s: the staging directory holds %d entries", c.mode, len(staging))
+		}
+	}
+	// Still serving: the good cache gives the path.
+	good := serve(t, http.FileServer(http.Dir(dir)))
+	if r := e.s.Run(t, testenv.Bob, nil, "nix-store", "-r", out, "--option", "substituters", good); r.Err != nil {
+		t.Fatalf("after the hostile caches: %v\n%s", r.Err, r.Stderr)
 	}
 }
