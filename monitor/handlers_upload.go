@@ -27,6 +27,15 @@ import (
 //	              rename → syncfs → valid.
 //
 // The bytes go from the frontend to the storeproc; the monitor never reads them.
+//
+// A small upload (see keepWorker) does not cost a storeproc: its worker is
+// not killed but kept for the connection's next upload, and the tree it wrote
+// is sealed by copying it into fresh root-created inodes, which is what gets
+// hashed (DESIGN.md step 1: a writer that still runs is "in doubt"). A kept
+// worker serves only this connection's client, each upload in a staging
+// directory of its own (StoreJob.More); it is killed when the connection
+// ends, an upload fails or is refused, or is too large to copy cheaply.
+// Without root (SharedUID) every upload has its own worker.
 
 // upload is one upload in flight on a session.
 type upload struct {
@@ -34,13 +43,54 @@ type upload struct {
 	claimed storepath.Path // UploadNar: the path the client claims
 	stage   *storefs.Staging
 	worker  *child
+	live    bool // the worker is kept running: seal by copying
+	added   bool // the path is valid: the worker may serve the next upload
 }
 
-// uploads are a session's uploads in flight, by id.
+// uploads are a session's uploads in flight, by id, and the worker kept for
+// its next upload.
 type uploads struct {
-	mu   sync.Mutex
-	next uint64
-	byID map[uint64]*upload // guarded by mu
+	mu    sync.Mutex
+	next  uint64
+	byID  map[uint64]*upload // guarded by mu
+	spare *child             // a live worker waiting for the next StoreJob; guarded by mu
+}
+
+// takeSpare returns the kept worker (nil if none).
+func (u *uploads) takeSpare() *child {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	w := u.spare
+	u.spare = nil
+	return w
+}
+
+// takeLiveSpare returns the kept worker if it still runs; one that ended
+// (killed from outside) is released.
+func (s *session) takeLiveSpare() *child {
+	w := s.ups.takeSpare()
+	if w == nil {
+		return nil
+	}
+	select {
+	case <-w.done:
+		s.m.releaseWorker(w)
+		return nil
+	default:
+		return w
+	}
+}
+
+// putSpare keeps w for the next upload; false if one is kept already or the
+// session ended.
+func (u *uploads) putSpare(w *child) bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.spare != nil || u.byID == nil {
+		return false
+	}
+	u.spare = w
+	return true
 }
 
 func (u *uploads) add(up *upload) uint64 {
@@ -87,14 +137,8 @@ func handleBeginUpload(s *session, req msg.Message, _ []*os.File) (reply, error)
 	if busy >= maxUploadsPerSession {
 		return answer(refuse(fmt.Sprintf("too many uploads in flight on one connection (at most %d)", maxUploadsPerSession))), nil
 	}
-	w, err := s.m.startWorker()
-	if err != nil {
-		return s.failed("starting a store worker", err), nil
-	}
-	up.worker = w
-	if up.stage, err = s.m.store.files().NewStaging(w.uid, w.uid); err != nil {
-		s.m.releaseWorker(w)
-		return s.failed("creating a staging directory", err), nil
+	if rep, ok := s.startUpload(up); !ok {
+		return rep, nil
 	}
 	pr, pw, err := os.Pipe()
 	if err != nil {
@@ -103,14 +147,50 @@ func handleBeginUpload(s *session, req msg.Message, _ []*os.File) (reply, error)
 	}
 	defer pr.Close()
 	job := &msg.StoreJob{Format: b.Format, MaxBytes: maxBytes(b), MaxDepth: 256, MaxEntries: 1 << 22,
-		MaxNameLen: msg.MaxNarNameLen, MaxTargetLen: msg.MaxNarTargetLen, SharedUID: !s.m.root}
-	if err := w.conn.Send(job, up.stage.Dir(), pr); err != nil {
+		MaxNameLen: msg.MaxNarNameLen, MaxTargetLen: msg.MaxNarTargetLen, SharedUID: !s.m.root, More: s.m.root}
+	if err := up.worker.conn.Send(job, up.stage.Dir(), pr); err != nil {
 		pw.Close()
 		s.abandon(up)
 		return s.failed("handing the upload to the store worker", err), nil
 	}
 	id := s.ups.add(up)
 	return answer(&msg.UploadChannel{ID: id}, pw), nil
+}
+
+// startUpload gives up a worker — the session's kept one, or a new one —
+// and a new staging directory for it.
+func (s *session) startUpload(up *upload) (reply, bool) {
+	w := s.takeLiveSpare()
+	if w == nil {
+		var err error
+		if w, err = s.m.startWorker(); err != nil {
+			return s.failed("starting a store worker", err), false
+		}
+	}
+	up.worker = w
+	var err error
+	if up.stage, err = s.m.store.files().NewStaging(w.uid, w.uid); err != nil {
+		s.m.releaseWorker(w)
+		return s.failed("creating a staging directory", err), false
+	}
+	return reply{}, true
+}
+
+// Uploads up to these sizes keep their worker (seal by copy): a flat file is
+// one inode to copy whatever its size; a NAR of 16 KiB holds at most ~100
+// entries. Larger ones are cheaper to take over than to copy.
+const (
+	keepFlatBytes = 1 << 20
+	keepNARBytes  = 16 << 10
+)
+
+// keepWorker says whether a staged upload is small enough to seal by copy,
+// keeping its worker for the next upload.
+func keepWorker(format uint64, staged *msg.Staged) bool {
+	if format == msg.FormatFlat {
+		return staged.Bytes <= keepFlatBytes
+	}
+	return staged.Bytes <= keepNARBytes
 }
 
 // maxBytes is what the storeproc may read: the announced size, or the cap.
@@ -191,15 +271,16 @@ func handleFinishUpload(s *session, req msg.Message, _ []*os.File) (reply, error
 	if up == nil {
 		return reply{}, fmt.Errorf("FinishUpload of unknown upload %d", f.ID)
 	}
-	// The staging directory goes in every case: after a commit it is empty.
-	defer s.discard(up)
 	staged, werr := awaitStaged(up.worker)
-	// Whatever it said, the worker is done: kill its PID namespace before
-	// touching what it wrote, so no process of its uid is left.
-	up.worker.kill()
-	defer s.m.releaseWorker(up.worker)
+	up.live = werr == nil && s.m.root && keepWorker(up.req.Format, staged)
+	// The staging directory goes in every case: after a commit it is empty.
+	defer s.finish(up)
+	if !up.live {
+		// The worker is done: kill its PID namespace before touching what
+		// it wrote, so no process of its uid is left.
+		up.worker.kill()
+	}
 	if werr != nil {
-		up.stage.Discard()
 		var e *msg.Error
 		if errors.As(werr, &e) {
 			return answer(e), nil
@@ -208,10 +289,24 @@ func handleFinishUpload(s *session, req msg.Message, _ []*os.File) (reply, error
 	}
 	info, rep, ok := s.seal(up, staged)
 	if !ok {
-		up.stage.Discard()
 		return rep, nil
 	}
-	return s.register(up, info), nil
+	rep = s.register(up, info)
+	if len(rep.msgs) == 1 {
+		_, up.added = rep.msgs[0].(*msg.PathInfo)
+	}
+	return rep, nil
+}
+
+// finish ends an upload: its staging directory goes, and its worker too
+// unless it is live and the path was added, when it is kept for the
+// connection's next upload.
+func (s *session) finish(up *upload) {
+	s.discard(up)
+	if up.live && up.added && s.ups.putSpare(up.worker) {
+		return
+	}
+	s.m.releaseWorker(up.worker)
 }
 
 // awaitStaged reads the worker's report: Staged, or its Error.
@@ -235,7 +330,7 @@ func awaitStaged(w *child) (*msg.Staged, error) {
 // the store path and info from what is really there.
 func (s *session) seal(up *upload, staged *msg.Staged) (storedb.PathInfo, reply, bool) {
 	b := &up.req
-	opts := storefs.SealOptions{WriterUID: up.worker.uid}
+	opts := storefs.SealOptions{WriterUID: up.worker.uid, Copy: up.live}
 	if b.Mode == msg.UploadCA && b.CAMethod != "nar" {
 		algo, err := nixhash.ParseAlgo(b.Algo)
 		if err != nil {
@@ -349,15 +444,12 @@ func (s *session) register(up *upload, info storedb.PathInfo) reply {
 	var existing storedb.PathInfo
 	var valid bool
 	if err := st.with(func(db *storedb.DB) (e error) { existing, valid, e = db.PathInfo(info.Path); return }); err != nil {
-		up.stage.Discard()
 		return s.failed("registering the path", err)
 	}
 	if valid && !up.req.Repair {
-		up.stage.Discard()
 		return answer(s.toMsgInfo(existing))
 	}
 	if missing, err := s.missingReference(info); err != nil || missing != "" {
-		up.stage.Discard()
 		if err != nil {
 			return s.failed("checking references", err)
 		}
@@ -374,7 +466,6 @@ func (s *session) register(up *upload, info storedb.PathInfo) reply {
 		return db.RegisterValid([]storedb.PathInfo{info}, nil)
 	})
 	if err != nil {
-		up.stage.Discard()
 		if errors.Is(err, storedb.ErrMissingReference) {
 			return answer(refuse(err.Error()))
 		}

@@ -153,6 +153,9 @@ func (s *session) end() {
 	for _, up := range ups {
 		s.abandon(up)
 	}
+	if w := s.ups.takeSpare(); w != nil {
+		s.m.releaseWorker(w) // the worker kept for a next upload
+	}
 	s.m.roots.dropSession(s)
 }
 

@@ -99,6 +99,66 @@ func (j *Job) check() error {
 	return nil
 }
 
+// Serve runs first, answers it, and while the job says More, receives the
+// next one (StoreJob and the same two kinds of fds, no Hello) and runs it
+// too: a new staging directory beside the first (WritableDir). It returns
+// when a job without More is answered, or with the error that ends the
+// worker.
+func Serve(mon *ipc.Conn, first *Job, log *slog.Logger) error {
+	for j := first; ; {
+		ans := Run(j, log)
+		more := j.More
+		j.Close()
+		if err := mon.Send(ans); err != nil || !more {
+			return err
+		}
+		var err error
+		if j, err = nextJob(mon); err != nil {
+			return err
+		}
+	}
+}
+
+// WritableDir opens the directory the worker's confinement lets it write
+// beneath: its staging directory, or for a job with More (never with
+// SharedUID), that directory's parent, the staging root, where every later
+// job's directory will be. The staging root is root's 0700: through it the
+// worker reaches only directories whose uid it has, which the monitor hands
+// it one job at a time. The caller closes the fd after confining.
+func WritableDir(j *Job) (int, error) {
+	name := "."
+	if j.More && !j.SharedUID {
+		name = ".."
+	}
+	fd, err := unix.Openat(int(j.Dir.Fd()), name, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, fmt.Errorf("opening the writable directory: %w", err)
+	}
+	return fd, nil
+}
+
+// nextJob receives a later job: StoreJob and its two fds, checked like the
+// first.
+func nextJob(mon *ipc.Conn) (*Job, error) {
+	m, fds, err := mon.Recv()
+	if err != nil {
+		return nil, err
+	}
+	sj, ok := m.(*msg.StoreJob)
+	if !ok || len(fds) != 2 {
+		for _, f := range fds {
+			f.Close()
+		}
+		return nil, fmt.Errorf("monitor sent %v with %d fds, want the next StoreJob", m.Kind(), len(fds))
+	}
+	j := &Job{StoreJob: *sj, Dir: fds[0], Data: fds[1]}
+	if err := j.check(); err != nil {
+		j.Close()
+		return nil, err
+	}
+	return j, nil
+}
+
 // Run does the job and returns the answer for the monitor: *msg.Staged, or
 // *msg.Error (ClassPolicy with a reason for the user when the upload is at
 // fault, ClassInternal otherwise). Details of internal errors go to log.

@@ -768,3 +768,59 @@ func (w *worker) readBytes() uint64 {
 	w.t.Fatal("no rchar in the worker's io")
 	return 0
 }
+
+// TestMoreJobs: a job with More is answered, then the worker waits for the
+// next job (no second Hello) in a new staging directory beside the first; a
+// job without More is its last. A directory anywhere else is beyond its
+// confinement: that job fails and leaves the directory empty.
+func TestMoreJobs(t *testing.T) {
+	w := startWorker(t, newUID())
+	w.hello()
+	send := func(job msg.StoreJob, dir string, data string) msg.Message {
+		t.Helper()
+		f, err := os.OpenFile(dir, os.O_RDONLY|unix.O_DIRECTORY, 0)
+		must(t, err)
+		pw := w.sendJob(job, f)
+		_, err = pw.Write([]byte(data))
+		pw.Close()
+		if !job.More {
+			return w.answer()
+		}
+		m, fds, err := w.mon.Recv()
+		must(t, err)
+		if len(fds) != 0 {
+			t.Fatalf("answer with %d fds", len(fds))
+		}
+		return m
+	}
+	newDir := func(parent string) string {
+		t.Helper()
+		d, err := os.MkdirTemp(parent, "job")
+		must(t, err)
+		must(t, os.Chmod(d, 0o700))
+		must(t, os.Chown(d, int(w.uid), int(w.uid)))
+		return d
+	}
+	readOut := func(dir string) string {
+		t.Helper()
+		got, err := os.ReadFile(filepath.Join(dir, OutName))
+		must(t, err)
+		return string(got)
+	}
+	w.stagingDir().Close()
+	first := w.dir
+	wantStaged(t, send(msg.StoreJob{Format: msg.FormatFlat, MaxBytes: 5, More: true}, first, "first"), 5)
+	if got := readOut(first); got != "first" {
+		t.Errorf("first job wrote %q", got)
+	}
+	second := newDir(filepath.Dir(first))
+	wantStaged(t, send(msg.StoreJob{Format: msg.FormatFlat, MaxBytes: 6, More: true}, second, "second"), 6)
+	if got := readOut(second); got != "second" {
+		t.Errorf("second job wrote %q", got)
+	}
+	elsewhere := newDir(t.TempDir())
+	wantRefused(t, send(msg.StoreJob{Format: msg.FormatFlat, MaxBytes: 5}, elsewhere, "third"), msg.ClassInternal, "the store worker failed")
+	if names, _ := os.ReadDir(elsewhere); len(names) != 0 {
+		t.Errorf("a directory beyond the confinement holds %v", names)
+	}
+}

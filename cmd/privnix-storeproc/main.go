@@ -1,6 +1,8 @@
-// Command privnix-storeproc is the store worker: privnixd execs one for each
+// Command privnix-storeproc is the store worker: privnixd execs one for an
 // upload, as a throw-away unprivileged uid, and it writes that upload's bytes
-// beneath the staging directory it is handed (package storeproc), then exits.
+// beneath the staging directory it is handed (package storeproc), then exits
+// — or, when the job says More, serves the next upload of the same client
+// connection, in a new staging directory beside the first.
 //
 // Powers left after start: read the data pipe; create files (exclusively),
 // directories and symlinks beneath its staging directory and write them;
@@ -76,17 +78,23 @@ func run() error {
 		}
 		return storeproc.ServeDrvs(mon, drvJob, log)
 	}
-	defer job.Close()
-	opts := confine.Options{
-		WritableDirFDs:       []int{int(job.Dir.Fd())},
-		SendFDs:              sendFDs,
-		InheritedCredentials: job.SharedUID,
+	wdir, err := storeproc.WritableDir(job)
+	if err == nil {
+		opts := confine.Options{
+			WritableDirFDs:       []int{wdir},
+			SendFDs:              sendFDs,
+			InheritedCredentials: job.SharedUID,
+		}
+		err = confine.Apply(confine.StoreProc, opts)
+		unix.Close(wdir)
 	}
-	if err := confine.Apply(confine.StoreProc, opts); err != nil {
+	if err != nil {
+		job.Close()
 		log.Error("confinement failed; not reading the upload", "err", err)
 		_ = mon.Send(msg.Errorf(msg.ClassInternal, "the store worker could not confine itself"))
 		return err
 	}
-	// One job, one answer, then exit: the monitor kills what is left.
-	return mon.Send(storeproc.Run(job, log))
+	// One job, one answer, then exit — or, while the monitor says More, the
+	// next job of the same connection: the monitor kills what is left.
+	return storeproc.Serve(mon, job, log)
 }

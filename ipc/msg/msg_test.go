@@ -56,7 +56,7 @@ var samples = []Message{
 	},
 	&UploadChannel{ID: 7},
 	&FinishUpload{ID: 7, Written: 123456},
-	&StoreJob{Format: FormatNAR, MaxBytes: 1 << 30, MaxDepth: 256, MaxEntries: 1 << 22, MaxNameLen: 255, MaxTargetLen: 4095, SharedUID: true},
+	&StoreJob{Format: FormatNAR, MaxBytes: 1 << 30, MaxDepth: 256, MaxEntries: 1 << 22, MaxNameLen: 255, MaxTargetLen: 4095, More: true},
 	&Staged{NarSize: 123456, Bytes: 123456},
 	sampleBuildJob(),
 	&BuildJobMore{Env: KVs{{Key: "big", Value: "x"}}, InputPaths: StorePaths{testP2}, Files: BuildFiles{{Name: ".attrs.json", Data: "{}"}}},

@@ -21,8 +21,9 @@ import "fmt"
 //	 ◀── PathInfo | Error
 //
 // BeginUpload may also be answered with Error (refused by policy, before
-// anything is spawned). The storeproc runs one job and exits; an Error from
-// it (ClassPolicy, "the NAR is malformed: …") is meant for the user.
+// anything is spawned). The storeproc runs one job and exits, or with
+// StoreJob.More waits for the next one; an Error from it (ClassPolicy, "the
+// NAR is malformed: …") is meant for the user.
 const (
 	// frontend channel (0x0210–0x022f)
 	KindBeginUpload   Kind = 0x0210 // answered with UploadChannel or Error
@@ -196,10 +197,21 @@ type StoreJob struct {
 	// monitor's own uid (see HelloOK.SharedUID) and confines itself with
 	// inherited credentials.
 	SharedUID bool
+	// More: after answering, the storeproc waits for another StoreJob (no
+	// second Hello) of the same client connection, with a new staging
+	// directory beside the first; without it, it exits. The monitor kills it
+	// whenever it wants no more. Never with SharedUID: the storeproc then
+	// confines its writes to the parent of its staging directory (the
+	// staging root), where only the permissions of its own uid keep it out
+	// of other staging directories.
+	More bool
 }
 
 func (StoreJob) Kind() Kind { return KindStoreJob }
 func (m StoreJob) Validate() error {
+	if m.More && m.SharedUID {
+		return fmt.Errorf("More with SharedUID")
+	}
 	if m.Format != FormatNAR && m.Format != FormatFlat {
 		return fmt.Errorf("format %d out of range", m.Format)
 	}

@@ -67,6 +67,8 @@ func TestStoreValidate(t *testing.T) {
 		{"finish 0 bytes", &FinishUpload{ID: 1}, true},
 		{"job", job(func(*StoreJob) {}), true},
 		{"job flat no limits", &StoreJob{Format: FormatFlat, MaxBytes: 0}, true},
+		{"job more", job(func(m *StoreJob) { m.More = true }), true},
+		{"job more shared uid", job(func(m *StoreJob) { m.More, m.SharedUID = true, true }), false},
 		{"job format 0", job(func(m *StoreJob) { m.Format = 0 }), false},
 		{"job max bytes", job(func(m *StoreJob) { m.MaxBytes = MaxUpload + 1 }), false},
 		{"job nar depth 0", job(func(m *StoreJob) { m.MaxDepth = 0 }), false},
