@@ -782,6 +782,7 @@ func TestMoreJobs(t *testing.T) {
 		must(t, err)
 		pw := w.sendJob(job, f)
 		_, err = pw.Write([]byte(data))
+		must(t, err)
 		pw.Close()
 		if !job.More {
 			return w.answer()

@@ -210,7 +210,7 @@ type StoreJob struct {
 func (StoreJob) Kind() Kind { return KindStoreJob }
 func (m StoreJob) Validate() error {
 	if m.More && m.SharedUID {
-		return fmt.Errorf("More with SharedUID")
+		return fmt.Errorf("a job with more to follow cannot share the monitor's uid")
 	}
 	if m.Format != FormatNAR && m.Format != FormatFlat {
 		return fmt.Errorf("format %d out of range", m.Format)
