@@ -118,6 +118,8 @@ type buildRequest struct {
 	sendMu sync.Mutex
 	mu     sync.Mutex
 	done   map[storepath.Path]*outcome // guarded by mu
+	// checked: paths whose contents repair checked, and whether they were good; guarded by mu
+	checked map[storepath.Path]bool
 	// ctx ends when the request is abandoned: the frontend is gone (its
 	// client hung up), or a build failed and keep-going is off. Waits end
 	// and builds no other request waits for are killed.
@@ -137,7 +139,7 @@ func newBuildRequest(s *session, mode uint64) *buildRequest {
 		}
 	}()
 	return &buildRequest{s: s, set: set, mode: mode, slots: make(chan struct{}, max(int(set.MaxJobs), 1)),
-		done: map[storepath.Path]*outcome{}, ctx: ctx, abandon: abandon}
+		done: map[storepath.Path]*outcome{}, checked: map[storepath.Path]bool{}, ctx: ctx, abandon: abandon}
 }
 
 // event sends a BuildEvent to the frontend (from the handler or a log
@@ -157,9 +159,6 @@ func handleBuild(s *session, req msg.Message, _ []*os.File) (reply, error) {
 	b := req.(*msg.Build)
 	if b.Mode == msg.BuildModeRepair && !s.trusted {
 		return answer(refuse("repairing is not allowed because you are not in 'trusted-users'")), nil
-	}
-	if b.Mode == msg.BuildModeRepair {
-		return answer(&msg.Error{Class: msg.ClassUnsupported, Message: "privnix does not repair builds yet"}), nil
 	}
 	r := newBuildRequest(s, b.Mode)
 	defer r.abandon()
@@ -265,7 +264,7 @@ func (r *buildRequest) realise(v *verifiedDrv, depth int) *outcome {
 		}
 	}()
 	mode := r.modeAt(depth)
-	if r.outputsReady(v, mode, o) {
+	if r.outputsReady(v, mode, depth, o) {
 		return o
 	}
 	if mode == msg.BuildModeNormal && r.substituteOutputs(v, o) {
@@ -307,8 +306,9 @@ func (r *buildRequest) modeAt(depth int) uint64 {
 }
 
 // outputsReady records v's outputs and says whether nothing is to be done
-// (o is then final): all valid in normal mode, or an error.
-func (r *buildRequest) outputsReady(v *verifiedDrv, mode uint64, o *outcome) bool {
+// (o is then final): all valid in normal mode, all good in repair mode, or
+// an error.
+func (r *buildRequest) outputsReady(v *verifiedDrv, mode uint64, depth int, o *outcome) bool {
 	m := r.s.m
 	if err := m.registerDrvOutputs(v); err != nil {
 		o.status, o.msg = statusMiscFailure, "recording derivation outputs failed in privnixd"
@@ -324,6 +324,8 @@ func (r *buildRequest) outputsReady(v *verifiedDrv, mode uint64, o *outcome) boo
 		o.msg = fmt.Sprintf("some outputs of '%s' are not valid, so checking is not possible", yellow(m.store.dir.String(v.path)))
 	case mode == msg.BuildModeNormal && len(missing) == 0:
 		o.status = statusAlreadyValid
+	case mode == msg.BuildModeRepair:
+		return r.repairReady(v, missing, depth, o)
 	default:
 		return false
 	}
@@ -427,7 +429,7 @@ func (r *buildRequest) build(v *verifiedDrv, mode uint64, o *outcome) {
 		return
 	}
 	defer unlock()
-	if mode == msg.BuildModeNormal && r.outputsReady(v, mode, o) {
+	if mode == msg.BuildModeNormal && r.outputsReady(v, mode, 0, o) {
 		return
 	}
 	if r.set.MaxJobs == 0 {

@@ -46,7 +46,7 @@ func (r *buildRequest) run(v *verifiedDrv, u buildUser, mode uint64, o *outcome)
 		return
 	}
 	defer b.cleanup()
-	b.check = mode == msg.BuildModeCheck
+	b.check, b.repair = mode == msg.BuildModeCheck, mode == msg.BuildModeRepair
 	r.event(msg.EventStart, v.path, fmt.Sprintf(activityText[mode], shownDrv))
 	defer r.event(msg.EventStop, v.path, "")
 	logFile := m.openBuildLog(v.path)
@@ -140,6 +140,7 @@ type preparedBuild struct {
 	inputs  []storepath.Path // the input closure
 	network bool
 	check   bool // compare the outputs with the valid ones instead of registering them
+	repair  bool // replace outputs that are valid (corrupted) with the rebuilt ones
 }
 
 func (b *preparedBuild) cleanup() {
@@ -736,6 +737,11 @@ func (m *Monitor) registerOutputs(s *session, b *preparedBuild) (uint64, string,
 		for i, so := range sealed {
 			if ok, err := db.IsValid(so.info.Path); err != nil {
 				return err
+			} else if ok && b.repair {
+				if err := replaceValid(m.store.files(), so.stage, db, so.info); err != nil {
+					return err
+				}
+				continue
 			} else if ok {
 				continue // a mismatching fixed output already there
 			}

@@ -456,6 +456,9 @@ func (s *session) register(up *upload, info storedb.PathInfo) reply {
 		return answer(refuse(fmt.Sprintf("cannot add path '%s' because its reference '%s' is not valid", st.dir.String(info.Path), missing)))
 	}
 	err := st.with(func(db *storedb.DB) error {
+		if valid { // repair (trusted users only: handleBeginUpload)
+			return replaceValid(st.files(), up.stage, db, info)
+		}
 		if err := db.MarkPending(info.Path); err != nil {
 			return err
 		}

@@ -155,6 +155,8 @@ func (b *backend) build(ctx context.Context, req *msg.Build) (*msg.BuildResults,
 				waits[a.Drv] = log.StartActivity(wire.LvlWarn, actBuildWaiting, a.Text, nil, 0)
 			case msg.EventInfo:
 				log.Log(wire.LvlInfo, a.Text)
+			case msg.EventPlainError:
+				log.Log(wire.LvlError, a.Text)
 			case msg.EventStart:
 				if id, ok := waits[a.Drv]; ok {
 					log.StopActivity(id)

@@ -266,9 +266,10 @@ const (
 	// EventWaiting: the build of Drv waits for another request's build of
 	// the same outputs (a BuildWaiting activity, Text "waiting for lock on …",
 	// until Drv's EventStart or the end of the request)
-	EventWaiting uint64 = 5
-	EventInfo    uint64 = 6 // a line shown to the client at level info (e.g. "checking path '…'")
-	EventWarn    uint64 = 7 // a warning shown to the client (a substituter that failed or is not trusted)
+	EventWaiting    uint64 = 5
+	EventInfo       uint64 = 6 // a line shown to the client at level info (e.g. "checking path '…'")
+	EventWarn       uint64 = 7 // a warning shown to the client (a substituter that failed or is not trusted)
+	EventPlainError uint64 = 8 // a line shown at level error as it is (Nix's printError: no "error:" prefix)
 )
 
 // BuildEvent reports progress while a Build runs.
@@ -281,7 +282,7 @@ type BuildEvent struct {
 
 func (BuildEvent) Kind() Kind { return KindBuildEvent }
 func (m BuildEvent) Validate() error {
-	if m.Type < EventStart || m.Type > EventWarn {
+	if m.Type < EventStart || m.Type > EventPlainError {
 		return fmt.Errorf("type %d out of range", m.Type)
 	}
 	return firstErr(field("Drv", m.Drv.Validate()), field("Text", MaxLen(m.Text, MaxText)))

@@ -18,6 +18,8 @@ func modesExprs(t *testing.T, dir string) {
 		"nondet.nix": `derivation { name = "nondet"; system = "x86_64-linux"; builder = "/bin/sh";
   args = [ "-c" "/bin/date +%s%N > $out" ]; }`,
 		"modetrivial.nix": `derivation { name = "modetrivial"; system = "x86_64-linux"; builder = "/bin/sh"; args = [ "-c" "echo hi > $out" ]; }`,
+		"repairdep.nix": `let dep = import ./modetrivial.nix; in derivation { name = "repairdep"; system = "x86_64-linux"; builder = "/bin/sh";
+  args = [ "-c" "echo ${dep} > $out" ]; }`,
 		"quickfail.nix": `derivation { name = "quickfail"; system = "x86_64-linux"; builder = "/bin/sh";
   args = [ "-c" "echo failing; exit 1" ]; }`,
 		"slowok.nix": `derivation { name = "slowok"; system = "x86_64-linux"; builder = "/bin/sh";
@@ -60,6 +62,18 @@ func modesScenario(t *testing.T, s *testenv.Store, in string) map[string]string 
 	nb("nondet", a, filepath.Join(in, "nondet.nix"))
 	nb("check nondet", a, "--check", filepath.Join(in, "nondet.nix"))
 	nb("repair untrusted", a, "--repair", filepath.Join(in, "modetrivial.nix"))
+	b := testenv.Bob
+	nb("repair trusted missing", b, "--repair", filepath.Join(in, "modetrivial.nix"))
+	nb("repair trusted intact", b, "--repair", filepath.Join(in, "modetrivial.nix"))
+	corrupt(t, out["repair trusted intact"])
+	nb("repair trusted corrupted", b, "--repair", filepath.Join(in, "modetrivial.nix"))
+	c, _ := os.ReadFile(out["repair trusted corrupted"])
+	out["repaired content"] = string(c)
+	nb("repairdep", a, filepath.Join(in, "repairdep.nix"))
+	corrupt(t, out["repair trusted intact"])
+	nb("repair closure", b, "--repair", filepath.Join(in, "repairdep.nix"))
+	c, _ = os.ReadFile(out["repair trusted intact"])
+	out["closure repaired content"] = string(c)
 	nb("feature", a, filepath.Join(in, "feature.nix"))
 	nb("othersys", a, filepath.Join(in, "othersys.nix"))
 	run("instantiate quickfail", a, "nix-instantiate", filepath.Join(in, "quickfail.nix"))
@@ -70,8 +84,9 @@ func modesScenario(t *testing.T, s *testenv.Store, in string) map[string]string 
 }
 
 // TestBuildModes: nix-build --check of a deterministic and of a
-// nondeterministic derivation, --repair refused to an untrusted user,
-// requiredSystemFeatures and system mismatches, nix-store -r with and
+// nondeterministic derivation, --repair refused to an untrusted user and,
+// for a trusted one, of missing, intact and corrupted outputs and of a
+// corrupted path in an output's closure, requiredSystemFeatures and system mismatches, nix-store -r with and
 // without --keep-going: privnixd's answers equal nix-daemon's.
 func TestBuildModes(t *testing.T) {
 	testenv.RequireRoot(t)
@@ -105,7 +120,22 @@ func TestBuildModes(t *testing.T) {
 	if !strings.Contains(got["check nondet"], "may not be deterministic") || !strings.HasSuffix(got["check det"], "-det") {
 		t.Errorf("check: %q / %q", got["check nondet"], got["check det"])
 	}
+	if got["repaired content"] != "hi\n" || got["closure repaired content"] != "hi\n" {
+		t.Errorf("repair: output now %q, after repairing a referrer %q", got["repaired content"], got["closure repaired content"])
+	}
 	if !strings.Contains(got["realise no keep-going"], "build of '") || strings.Contains(got["realise keep-going"], "build of '") {
 		t.Errorf("keep-going: %q / %q", got["realise no keep-going"], got["realise keep-going"])
 	}
+}
+
+// corrupt changes a store file's contents behind the daemon's back.
+func corrupt(t *testing.T, path string) {
+	t.Helper()
+	if err := os.Chmod(path, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte("corrupted\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(path, 0o444)
 }
