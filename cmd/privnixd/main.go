@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"sync"
 	"syscall"
 
 	"github.com/alecthomas/kong"
@@ -30,7 +31,7 @@ type cli struct {
 	BinDir     string           `name:"bin-dir" placeholder:"DIR" help:"Directory holding privnix-frontend and privnix-storeproc (default: next to privnixd, else /usr/local/libexec/privnix)."`
 	LogFormat  string           `name:"log-format" enum:"text,json" default:"text" help:"Log as logfmt text or JSON lines (${enum})."`
 	Debug      bool             `help:"Log debug records too."`
-	AuditLog   string           `name:"audit-log" placeholder:"PATH|stderr" default:"stderr" help:"Where the audit records go (connections accepted and refused, paths registered and deleted, builds with their build user, policy refusals): an absolute file name (JSON lines, appended, mode 0600), or stderr (a handler of its own beside the log, each record marked audit=true). Children's logs never go there, so their rate limit cannot drop an audit record."`
+	AuditLog   string           `name:"audit-log" placeholder:"PATH|stderr" default:"stderr" help:"Where the audit records go (connections accepted and refused, paths registered and deleted, builds with their build user, policy refusals): an absolute file name (JSON lines, appended, mode 0600, reopened on SIGHUP for log rotation), or stderr (a handler of its own beside the log, each record marked audit=true). Children's logs never go there, so their rate limit cannot drop an audit record."`
 	CPUProfile string           `name:"cpuprofile" placeholder:"FILE" help:"Write a pprof CPU profile of the monitor to FILE until it stops (for make bench PROFILE=1)."`
 }
 
@@ -46,13 +47,13 @@ func main() {
 		kong.Vars{"version": "privnixd (Nix) " + monitor.NixVersion},
 	)
 	log := newLogger(c.LogFormat, c.Debug)
-	audit, closeAudit, err := newAuditLogger(c.AuditLog, c.LogFormat)
+	audit, auditFile, err := newAuditLogger(c.AuditLog, c.LogFormat)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "privnixd: audit log: %v\n", err)
 		os.Exit(1)
 	}
-	err = run(c, log, audit)
-	closeAudit()
+	err = run(c, log, audit, auditFile)
+	auditFile.Close()
 	if err != nil {
 		log.Error("privnixd stopped", "err", err)
 		fmt.Fprintf(os.Stderr, "privnixd: %v\n", err)
@@ -60,7 +61,7 @@ func main() {
 	}
 }
 
-func run(c cli, log, audit *slog.Logger) error {
+func run(c cli, log, audit *slog.Logger, auditFile *reopenable) error {
 	paths, err := monitor.PathsFromEnv(os.Getenv)
 	if err != nil {
 		return err
@@ -100,10 +101,19 @@ func run(c cli, log, audit *slog.Logger) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	hup := make(chan os.Signal, 1)
+	// SIGHUP: reopen the audit file (log rotation), then reload.
+	hup, reload := make(chan os.Signal, 1), make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
+	go func() {
+		for s := range hup {
+			if err := auditFile.Reopen(); err != nil {
+				log.Error("reopening the audit log failed; still writing to the old file", "err", err)
+			}
+			reload <- s
+		}
+	}()
 	return monitor.Run(ctx, monitor.Config{Paths: paths, BinDir: binDir, Settings: settings, Log: log, Audit: audit, Getenv: os.Getenv,
-		Load: load, Reload: hup})
+		Load: load, Reload: reload})
 }
 
 func defaultBinDir() string {
@@ -128,18 +138,60 @@ func newLogger(format string, debug bool) *slog.Logger {
 }
 
 // newAuditLogger opens the audit sink: a file of JSON lines, or a handler of
-// its own on stderr whose records say audit=true.
-func newAuditLogger(dest, format string) (*slog.Logger, func(), error) {
-	opts := &slog.HandlerOptions{Level: slog.LevelInfo}
+// its own on stderr whose records say audit=true (the file is then nil).
+func newAuditLogger(dest, format string) (*slog.Logger, *reopenable, error) {
 	if dest == "stderr" {
-		return newLogger(format, false).With("audit", true), func() {}, nil
+		return newLogger(format, false).With("audit", true), nil, nil
 	}
 	if !filepath.IsAbs(dest) {
 		return nil, nil, fmt.Errorf("--audit-log %q: want an absolute file name or stderr", dest)
 	}
-	f, err := os.OpenFile(dest, os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o600)
-	if err != nil {
+	f := &reopenable{path: dest}
+	if err := f.Reopen(); err != nil {
 		return nil, nil, err
 	}
-	return slog.New(slog.NewJSONHandler(f, opts)), func() { f.Close() }, nil
+	return slog.New(slog.NewJSONHandler(f, &slog.HandlerOptions{Level: slog.LevelInfo})), f, nil
+}
+
+// reopenable is an append-only log file that SIGHUP reopens, so that
+// logrotate can move it away and reload the service. A nil one does nothing.
+type reopenable struct {
+	path string
+	mu   sync.Mutex // guards f
+	f    *os.File
+}
+
+func (r *reopenable) Write(p []byte) (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.f.Write(p)
+}
+
+// Reopen opens the file's name again (created 0600 if missing, never through
+// a symlink) and closes the old file.
+func (r *reopenable) Reopen() error {
+	if r == nil {
+		return nil
+	}
+	f, err := os.OpenFile(r.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_CLOEXEC, 0o600)
+	if err != nil {
+		return err
+	}
+	r.mu.Lock()
+	old := r.f
+	r.f = f
+	r.mu.Unlock()
+	if old != nil {
+		old.Close()
+	}
+	return nil
+}
+
+func (r *reopenable) Close() error {
+	if r == nil {
+		return nil
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.f.Close()
 }

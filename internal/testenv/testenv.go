@@ -200,6 +200,15 @@ func StartPrivnixd(t testing.TB, s *Store, extraArgs ...string) *Daemon {
 	return start(t, s, filepath.Join(bin, "privnixd"), args)
 }
 
+// StartPrivnixdUnder is StartPrivnixd run through a wrapper command (e.g.
+// setpriv with a capability bounding set), which execs privnixd with args.
+func StartPrivnixdUnder(t testing.TB, s *Store, wrapper []string, extraArgs ...string) *Daemon {
+	t.Helper()
+	bin := Bin(t)
+	args := append(append(wrapper[1:len(wrapper):len(wrapper)], filepath.Join(bin, "privnixd"), "--bin-dir", bin), extraArgs...)
+	return start(t, s, wrapper[0], args)
+}
+
 // StartNixDaemon starts the real nix-daemon 2.8 on s, for side-by-side tests.
 func StartNixDaemon(t testing.TB, s *Store) *Daemon {
 	t.Helper()

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -174,4 +175,47 @@ func TestAuditLog(t *testing.T) {
 	find("garbage collection started", testenv.Bob, nil)
 	find("path deleted", testenv.Bob, map[string]string{"path": added})
 	find("path deleted", testenv.Bob, map[string]string{"path": built})
+}
+
+// Log rotation: the audit file moved away and SIGHUP sent, privnixd writes
+// to a new file of the same name, mode 0600.
+func TestAuditLogReopened(t *testing.T) {
+	auditFile := filepath.Join(os.TempDir(), "privnix-audit-"+strings.ReplaceAll(t.Name(), "/", "-")+".log")
+	os.Remove(auditFile)
+	t.Cleanup(func() { os.Remove(auditFile); os.Remove(auditFile + ".1") })
+	s := startReloadable(t, skeletonConf, "--audit-log", auditFile)
+	s.Run(t, testenv.Alice, nil, "nix", "--extra-experimental-features", "nix-command", "store", "ping")
+	if err := os.Rename(auditFile, auditFile+".1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.d.Cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if b, _ := os.ReadFile(auditFile); strings.Contains(string(b), "configuration reloaded") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no reload recorded in a new %s:\n%s", auditFile, s.d.Log.String())
+		}
+	}
+	s.Run(t, testenv.Bob, nil, "nix", "--extra-experimental-features", "nix-command", "store", "ping")
+	s.d.Stop(t)
+	bobUID, _ := userLookup(testenv.Bob)
+	aliceUID, _ := userLookup(testenv.Alice)
+	if n := countAudit(auditRecords(t, auditFile), "connection accepted"); n != 1 {
+		t.Errorf("%d connections in the new file, want bob's only", n)
+	}
+	for _, r := range auditRecords(t, auditFile) {
+		if r["msg"] == "connection accepted" && r["client_uid"] != float64(bobUID) {
+			t.Errorf("the new file has %v, want bob's connection", r)
+		}
+	}
+	old := auditRecords(t, auditFile+".1")
+	if len(old) != 1 || old[0]["client_uid"] != float64(aliceUID) {
+		t.Errorf("the rotated file holds %v, want alice's connection only", old)
+	}
+	if fi, err := os.Stat(auditFile); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("the new audit file: %v, %v; want mode 0600", fi, err)
+	}
 }
