@@ -12,7 +12,7 @@ import (
 	"github.com/ulikunitz/xz"
 
 	"privnix/ipc/msg"
-	"privnix/nix/narinfo"
+	"privnix/nix/narinfofile"
 	"privnix/nix/storepath"
 )
 
@@ -20,14 +20,14 @@ import (
 // Found: false; a narinfo that does not parse, or names another path, is an
 // error.
 func (c *Cache) NarInfo(ctx context.Context, dir storepath.Dir, hashPart string) (*msg.NarInfo, error) {
-	data, err := c.readSmall(ctx, hashPart+".narinfo", narinfo.MaxSize)
+	data, err := c.readSmall(ctx, hashPart+".narinfo", narinfofile.MaxSize)
 	if errors.Is(err, errNotFound) {
 		return &msg.NarInfo{}, nil
 	}
 	if err != nil {
 		return nil, err
 	}
-	ni, err := narinfo.Parse(dir, data)
+	ni, err := narinfofile.Parse(dir, data)
 	if err != nil {
 		return nil, fmt.Errorf("binary cache '%s': %s.narinfo: %w", c.URL, hashPart, err)
 	}
@@ -42,7 +42,7 @@ func (c *Cache) NarInfo(ctx context.Context, dir storepath.Dir, hashPart string)
 }
 
 // ToMsg converts a parsed narinfo to the monitor's structured form.
-func ToMsg(dir storepath.Dir, ni *narinfo.NarInfo) *msg.NarInfo {
+func ToMsg(dir storepath.Dir, ni *narinfofile.NarInfo) *msg.NarInfo {
 	out := &msg.NarInfo{Found: true, StorePath: msg.StorePath(dir.String(ni.StorePath)), URL: ni.URL,
 		Compression: ni.Compression, FileSize: ni.FileSize, NarHash: ni.NarHash.String(), NarSize: ni.NarSize}
 	if !ni.FileHash.IsZero() {

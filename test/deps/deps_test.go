@@ -19,7 +19,7 @@ var forbidden = map[string][]string{
 		"privnix/nix/narreader", "privnix/nix/drv/aterm", "privnix/internal/narfs", "privnix/internal/confine",
 		// No binary-cache client: the fetcher parses cache text and undoes compression.
 		// (klauspost/compress/zstd is linked through badger, for its own tables.)
-		"privnix/fetcher", "github.com/ulikunitz/xz", "compress/bzip2"},
+		"privnix/fetcher", "privnix/nix/narinfofile", "github.com/ulikunitz/xz", "compress/bzip2"},
 	// (net/http is linked into privnixd through badger's OpenTelemetry
 	// dependency; privnixd opens no network socket of its own.)
 	// The frontend talks to the monitor only: no database, no monitor code.

@@ -15,6 +15,7 @@ import (
 	"privnix/internal/testenv"
 	"privnix/internal/testvectors"
 	"privnix/nix/narinfo"
+	"privnix/nix/narinfofile"
 	"privnix/nix/nixhash"
 	"privnix/nix/storepath"
 )
@@ -342,7 +343,7 @@ func (h *hostileCache) isTopNar(path string) bool {
 
 // resign rewrites the top narinfo with change applied and signs it again
 // with the cache's key, so that only the change can make it fail.
-func (e *substEnv) resign(t *testing.T, h *hostileCache, change func(n *narinfo.NarInfo)) {
+func (e *substEnv) resign(t *testing.T, h *hostileCache, change func(n *narinfofile.NarInfo)) {
 	t.Helper()
 	dir, err := storepath.NewDir(e.s.StoreDir)
 	if err != nil {
@@ -352,7 +353,7 @@ func (e *substEnv) resign(t *testing.T, h *hostileCache, change func(n *narinfo.
 	if err != nil {
 		t.Fatal(err)
 	}
-	n, err := narinfo.Parse(dir, b)
+	n, err := narinfofile.Parse(dir, b)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -394,10 +395,10 @@ func TestSubstituteHostileCaches(t *testing.T) {
 		h := &hostileCache{dir: dir, mode: c.mode, topHash: top, files: http.FileServer(http.Dir(dir))}
 		switch c.mode {
 		case "hash":
-			e.resign(t, h, func(n *narinfo.NarInfo) { n.NarHash = nixhash.Sum(nixhash.SHA256, []byte("not the NAR")) })
+			e.resign(t, h, func(n *narinfofile.NarInfo) { n.NarHash = nixhash.Sum(nixhash.SHA256, []byte("not the NAR")) })
 		case "malicious":
 			h.nar = bad
-			e.resign(t, h, func(n *narinfo.NarInfo) {
+			e.resign(t, h, func(n *narinfofile.NarInfo) {
 				n.NarHash = nixhash.Sum(nixhash.SHA256, bad)
 				n.FileHash = n.NarHash
 				n.NarSize, n.FileSize = uint64(len(bad)), uint64(len(bad))

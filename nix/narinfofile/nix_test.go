@@ -1,4 +1,4 @@
-package narinfo
+package narinfofile
 
 import (
 	"encoding/json"
@@ -10,6 +10,8 @@ import (
 
 	"privnix/nix/nixhash"
 	"privnix/nix/storepath"
+
+	"privnix/nix/narinfo"
 )
 
 // nixEnv is a private local store for nix-bin, used directly (no daemon).
@@ -63,18 +65,18 @@ func (e *nixEnv) must(name string, args ...string) string {
 
 var nixCmd = []string{"--extra-experimental-features", "nix-command"}
 
-// TestNixSignaturesVerifyHere signs with `nix store sign` and verifies with VerifyAny.
+// TestNixSignaturesVerifyHere signs with `nix store sign` and verifies with narinfo.VerifyAny.
 func TestNixSignaturesVerifyHere(t *testing.T) {
 	e := newNixEnv(t)
 	skFile, pkFile := filepath.Join(e.tmp, "sk"), filepath.Join(e.tmp, "pk")
 	e.must("nix-store", "--generate-binary-cache-key", "nix-key-1", skFile, pkFile)
 	skText, _ := os.ReadFile(skFile)
 	pkText, _ := os.ReadFile(pkFile)
-	sk, err := ParseSecretKey(string(skText))
+	sk, err := narinfo.ParseSecretKey(string(skText))
 	if err != nil {
 		t.Fatalf("Nix's secret key: %v", err)
 	}
-	pk, err := ParsePublicKey(string(pkText))
+	pk, err := narinfo.ParsePublicKey(string(pkText))
 	if err != nil {
 		t.Fatalf("Nix's public key: %v", err)
 	}
@@ -120,23 +122,23 @@ func TestNixSignaturesVerifyHere(t *testing.T) {
 		if p == top && len(refs) != 2 {
 			t.Fatalf("%s has references %v, want 2", p, in.References)
 		}
-		var sigs []Signature
+		var sigs []narinfo.Signature
 		for _, s := range in.Signatures {
-			sig, err := ParseSignature(s)
+			sig, err := narinfo.ParseSignature(s)
 			if err != nil {
 				t.Fatalf("Nix's signature %q: %v", s, err)
 			}
 			sigs = append(sigs, sig)
 		}
-		fp := Fingerprint(e.dir, sp, nh, in.NarSize, refs)
-		if len(sigs) != 1 || !VerifyAny(fp, sigs, []PublicKey{pk}) {
+		fp := narinfo.Fingerprint(e.dir, sp, nh, in.NarSize, refs)
+		if len(sigs) != 1 || !narinfo.VerifyAny(fp, sigs, []narinfo.PublicKey{pk}) {
 			t.Errorf("%s: Nix's signatures %v do not verify over %q", p, in.Signatures, fp)
 		}
 		// Ed25519 is deterministic: our signature with Nix's key is the same bytes.
 		if got := sk.Sign(fp).String(); len(sigs) == 1 && got != sigs[0].String() {
 			t.Errorf("%s: our signature %s != Nix's %s", p, got, sigs[0])
 		}
-		if VerifyAny(fp+"x", sigs, []PublicKey{pk}) {
+		if narinfo.VerifyAny(fp+"x", sigs, []narinfo.PublicKey{pk}) {
 			t.Error("Nix's signature verified over a different fingerprint")
 		}
 	}
@@ -173,12 +175,12 @@ func TestOurSignaturesVerifyInNix(t *testing.T) {
 	if ni.CA == nil || ni.StorePath != sp {
 		t.Fatalf("narinfo lacks CA or has the wrong path: %+v", ni)
 	}
-	sk, pk, err := GenerateKey("privnix-test-1")
+	sk, pk, err := narinfo.GenerateKey("privnix-test-1")
 	if err != nil {
 		t.Fatal(err)
 	}
 	ni.CA = nil
-	ni.Sigs = []Signature{sk.Sign(ni.Fingerprint(e.dir))}
+	ni.Sigs = []narinfo.Signature{sk.Sign(ni.Fingerprint(e.dir))}
 	if err := os.WriteFile(niFile, []byte(ni.String(e.dir)), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -189,7 +191,7 @@ func TestOurSignaturesVerifyInNix(t *testing.T) {
 	if err := verify(pk.String()); err != nil {
 		t.Errorf("nix store verify refused our signature: %v", err)
 	}
-	_, other, _ := GenerateKey("privnix-test-1")
+	_, other, _ := narinfo.GenerateKey("privnix-test-1")
 	if err := verify(other.String()); err == nil {
 		t.Error("nix store verify accepted our signature under another key: the check proves nothing")
 	}

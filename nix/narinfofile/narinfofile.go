@@ -1,4 +1,7 @@
-package narinfo
+// Package narinfofile reads and writes .narinfo files, a binary cache's
+// text metadata. It is linked into the fetcher, never into the monitor,
+// which gets the fields and checks signatures with package narinfo.
+package narinfofile
 
 import (
 	"bytes"
@@ -8,6 +11,8 @@ import (
 
 	"privnix/nix/nixhash"
 	"privnix/nix/storepath"
+
+	"privnix/nix/narinfo"
 )
 
 // MaxSize is the largest .narinfo text Parse accepts.
@@ -25,13 +30,13 @@ type NarInfo struct {
 	References  []storepath.Path // may include StorePath itself
 	Deriver     storepath.Path   // zero if absent
 	System      string
-	Sigs        []Signature
+	Sigs        []narinfo.Signature
 	CA          *storepath.ContentAddress // nil if absent
 }
 
-// Fingerprint returns the string that the path's signatures sign.
+// narinfo.Fingerprint returns the string that the path's signatures sign.
 func (n *NarInfo) Fingerprint(d storepath.Dir) string {
-	return Fingerprint(d, n.StorePath, n.NarHash, n.NarSize, n.References)
+	return narinfo.Fingerprint(d, n.StorePath, n.NarHash, n.NarSize, n.References)
 }
 
 // Parse parses .narinfo text for a cache whose store directory is d. Every
@@ -39,23 +44,23 @@ func (n *NarInfo) Fingerprint(d storepath.Dir) string {
 // keys (other than Sig), malformed values and missing required keys are refused.
 func Parse(d storepath.Dir, data []byte) (*NarInfo, error) {
 	if len(data) > MaxSize {
-		return nil, fmt.Errorf("%w: %d bytes, the limit is %d", ErrInvalid, len(data), MaxSize)
+		return nil, fmt.Errorf("%w: %d bytes, the limit is %d", narinfo.ErrInvalid, len(data), MaxSize)
 	}
 	n := &NarInfo{}
 	seen := map[string]bool{}
 	for lineNo := 1; len(data) > 0; lineNo++ {
 		eol := bytes.IndexByte(data, '\n')
 		if eol < 0 {
-			return nil, fmt.Errorf("%w: line %d does not end in a newline", ErrInvalid, lineNo)
+			return nil, fmt.Errorf("%w: line %d does not end in a newline", narinfo.ErrInvalid, lineNo)
 		}
 		line := string(data[:eol])
 		data = data[eol+1:]
 		key, value, ok := strings.Cut(line, ": ")
 		if !ok || key == "" {
-			return nil, fmt.Errorf("%w: line %d is not \"Key: value\"", ErrInvalid, lineNo)
+			return nil, fmt.Errorf("%w: line %d is not \"Key: value\"", narinfo.ErrInvalid, lineNo)
 		}
 		if key != "Sig" && seen[key] {
-			return nil, fmt.Errorf("%w: line %d repeats %s", ErrInvalid, lineNo, key)
+			return nil, fmt.Errorf("%w: line %d repeats %s", narinfo.ErrInvalid, lineNo, key)
 		}
 		seen[key] = true
 		if err := n.set(d, key, value); err != nil {
@@ -64,13 +69,13 @@ func Parse(d storepath.Dir, data []byte) (*NarInfo, error) {
 	}
 	switch {
 	case n.StorePath.IsZero():
-		return nil, fmt.Errorf("%w: no StorePath", ErrInvalid)
+		return nil, fmt.Errorf("%w: no StorePath", narinfo.ErrInvalid)
 	case n.URL == "":
-		return nil, fmt.Errorf("%w: no URL", ErrInvalid)
+		return nil, fmt.Errorf("%w: no URL", narinfo.ErrInvalid)
 	case n.NarHash.IsZero():
-		return nil, fmt.Errorf("%w: no NarHash", ErrInvalid)
+		return nil, fmt.Errorf("%w: no NarHash", narinfo.ErrInvalid)
 	case n.NarSize == 0:
-		return nil, fmt.Errorf("%w: no NarSize or NarSize 0", ErrInvalid)
+		return nil, fmt.Errorf("%w: no NarSize or NarSize 0", narinfo.ErrInvalid)
 	}
 	if n.Compression == "" {
 		n.Compression = "bzip2"
@@ -108,8 +113,8 @@ func (n *NarInfo) set(d storepath.Dir, key, value string) error {
 		err = checkText(value)
 		n.System = value
 	case "Sig":
-		var s Signature
-		s, err = ParseSignature(value)
+		var s narinfo.Signature
+		s, err = narinfo.ParseSignature(value)
 		n.Sigs = append(n.Sigs, s)
 	case "CA":
 		var ca storepath.ContentAddress
@@ -122,11 +127,11 @@ func (n *NarInfo) set(d storepath.Dir, key, value string) error {
 // checkText refuses empty values, surrounding spaces and control characters.
 func checkText(v string) error {
 	if v == "" || strings.TrimSpace(v) != v {
-		return fmt.Errorf("%w: empty value or surrounding space in %q", ErrInvalid, v)
+		return fmt.Errorf("%w: empty value or surrounding space in %q", narinfo.ErrInvalid, v)
 	}
 	for _, c := range []byte(v) {
 		if c < ' ' || c == 0x7f {
-			return fmt.Errorf("%w: control character %q in %q", ErrInvalid, c, v)
+			return fmt.Errorf("%w: control character %q in %q", narinfo.ErrInvalid, c, v)
 		}
 	}
 	return nil
@@ -136,7 +141,7 @@ func checkText(v string) error {
 func parseSize(v string) (uint64, error) {
 	u, err := strconv.ParseUint(v, 10, 64)
 	if err != nil || strconv.FormatUint(u, 10) != v {
-		return 0, fmt.Errorf("%w: %q is not a decimal size", ErrInvalid, v)
+		return 0, fmt.Errorf("%w: %q is not a decimal size", narinfo.ErrInvalid, v)
 	}
 	return u, nil
 }
