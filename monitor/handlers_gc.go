@@ -3,12 +3,9 @@ package monitor
 import (
 	"context"
 	"errors"
-	"io/fs"
 	"os"
-	"path/filepath"
+	"strings"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"privnix/ipc/msg"
 	"privnix/monitor/gc"
@@ -182,24 +179,22 @@ func (d *gcDeps) Delete(name string) error {
 	return nil
 }
 
-// DeleteCounting is Delete that reports the bytes freed as nix-daemon
-// counts them: the st_size of every non-directory with a single link. The
-// tree is a sealed, root-owned store path: it is walked with lstat only
-// (nothing followed) before it goes.
-func (d *gcDeps) DeleteCounting(name string) (uint64, error) {
-	var freed uint64
-	root := filepath.Join(string(d.s.m.store.dir), name)
-	filepath.WalkDir(root, func(p string, e fs.DirEntry, err error) error {
-		if err != nil || e.IsDir() {
-			return nil // an unreadable part is not counted
+// DeleteMany removes the trees of paths the collector made invalid
+// (storefs: files unlinked in place, directories through one trash
+// directory) and reports the bytes freed as nix-daemon counts them. The
+// batch is recorded in the audit log as one record naming every path.
+func (d *gcDeps) DeleteMany(names []string) ([]uint64, []error) {
+	freed, errs := d.s.m.store.files().DeleteMany(names)
+	var gone []string
+	for i, name := range names {
+		if errs[i] == nil {
+			gone = append(gone, string(d.s.m.store.dir)+"/"+name)
 		}
-		var st unix.Stat_t
-		if unix.Lstat(p, &st) == nil && st.Nlink == 1 {
-			freed += uint64(st.Size)
-		}
-		return nil
-	})
-	return freed, d.Delete(name)
+	}
+	if len(gone) > 0 {
+		d.s.log.Info("path deleted", "count", len(gone), "paths", strings.Join(gone, " "))
+	}
+	return freed, errs
 }
 
 func (d *gcDeps) TempRoots() []storepath.Path { return d.s.m.roots.all() }
@@ -251,6 +246,10 @@ func (g gcDB) ValidAmong(in []storepath.Path) (ps []storepath.Path, err error) {
 
 func (g gcDB) Delete(ps ...storepath.Path) error {
 	return g.st.with(func(db *storedb.DB) error { return db.Delete(ps...) })
+}
+
+func (g gcDB) DeleteMarkPending(ps ...storepath.Path) error {
+	return g.st.with(func(db *storedb.DB) error { return db.DeleteMarkPending(ps...) })
 }
 
 func (g gcDB) MarkPending(ps ...storepath.Path) error {

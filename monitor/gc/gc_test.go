@@ -273,7 +273,13 @@ func TestMaxFreed(t *testing.T) {
 // countingDeps frees 300 bytes per path (files smaller than their NARs).
 type countingDeps struct{ Deps }
 
-func (c countingDeps) DeleteCounting(name string) (uint64, error) { return 300, c.Delete(name) }
+func (c countingDeps) DeleteMany(names []string) ([]uint64, []error) {
+	freed, errs := make([]uint64, len(names)), make([]error, len(names))
+	for i, name := range names {
+		freed[i], errs[i] = 300, c.Delete(name)
+	}
+	return freed, errs
+}
 
 type countingBatch struct {
 	countingDeps

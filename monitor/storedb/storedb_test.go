@@ -335,6 +335,38 @@ func TestDelete(t *testing.T) {
 	}
 }
 
+// DeleteMarkPending marks exactly the paths it makes invalid as pending,
+// and marks nothing when it refuses.
+func TestDeleteMarkPending(t *testing.T) {
+	db := newTestDB(t)
+	libc, app, drv, out, gone := mkPath(t, "libc"), mkPath(t, "app"), mkPath(t, "app.drv"), mkPath(t, "app-out"), mkPath(t, "gone")
+	mustRegister(t, db, []PathInfo{mkInfo(libc), mkInfo(app, libc), mkInfo(drv)},
+		map[storepath.Path]map[string]storepath.Path{drv: {"out": out}})
+	if err := wantErr(db.DeleteMarkPending(libc), ErrLiveReferrer); err != nil {
+		t.Fatal(err)
+	}
+	if pend, _ := db.Pending(); len(pend) != 0 {
+		t.Fatalf("a refused delete marked %v", bases(pend))
+	}
+	if err := db.DeleteMarkPending(app, libc, drv, gone); err != nil {
+		t.Fatal(err)
+	}
+	pend, err := db.Pending()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sameBases(pend, []storepath.Path{app, libc, drv}); err != nil {
+		t.Fatal(err)
+	}
+	if all, _ := db.AllValid(); len(all) != 0 {
+		t.Fatalf("still valid: %v", bases(all))
+	}
+	if outs, err := db.DerivationOutputs(drv); err != nil || len(outs) != 0 {
+		t.Fatalf("outputs of a deleted derivation: %v %v", outs, err)
+	}
+	mustCheck(t, db)
+}
+
 func TestConcurrentRegister(t *testing.T) {
 	db := newTestDB(t)
 	root, pin := mkPath(t, "root"), mkPath(t, "pin")

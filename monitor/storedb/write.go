@@ -431,13 +431,21 @@ func (db *DB) AddSignatures(p storepath.Path, sigs []string) error {
 // of ps. Registration waits while Delete runs. A large set is committed in
 // several transactions, referrers before their references, so every committed
 // prefix leaves the valid set closed under references.
-func (db *DB) Delete(ps ...storepath.Path) error {
+func (db *DB) Delete(ps ...storepath.Path) error { return db.delete(ps, false) }
+
+// DeleteMarkPending is Delete that also marks each path it makes invalid as
+// pending, in the same transactions: the garbage collector then removes the
+// files, and a crash before it is done leaves only pending, invalid paths,
+// which start-up removes.
+func (db *DB) DeleteMarkPending(ps ...storepath.Path) error { return db.delete(ps, true) }
+
+func (db *DB) delete(ps []storepath.Path, markPending bool) error {
 	if err := checkPaths(ps); err != nil {
 		return fmt.Errorf("storedb: delete: %w", err)
 	}
 	db.gcMu.Lock()
 	defer db.gcMu.Unlock()
-	victims, err := db.deletable(ps)
+	victims, outs, err := db.deletable(ps)
 	if err != nil {
 		return fmt.Errorf("storedb: delete: %w", err)
 	}
@@ -446,21 +454,31 @@ func (db *DB) Delete(ps ...storepath.Path) error {
 		return fmt.Errorf("storedb: delete: %w", err)
 	}
 	slices.Reverse(order)
-	err = db.chunked(len(order), func(t *tx, i int) error { return deleteOne(t, &victims[order[i]]) })
+	err = db.chunked(len(order), func(t *tx, i int) error {
+		if markPending {
+			if err := t.set(pendingKey(victims[order[i]].Path), nil); err != nil {
+				return err
+			}
+		}
+		return deleteOne(t, &victims[order[i]], outs[victims[order[i]].Path])
+	})
 	if err != nil {
 		return fmt.Errorf("storedb: delete: %w", err)
 	}
 	return nil
 }
 
-// deletable reads the infos of the valid paths of ps and checks that none has
-// a referrer outside ps. The caller holds gcMu for writing.
-func (db *DB) deletable(ps []storepath.Path) ([]PathInfo, error) {
+// deletable reads the infos and derivation outputs of the valid paths of ps
+// and checks that none has a referrer outside ps. The caller holds gcMu for
+// writing. (The outputs are read here, not in the write transaction: a
+// Badger iterator over a write transaction sorts all its pending writes.)
+func (db *DB) deletable(ps []storepath.Path) ([]PathInfo, map[storepath.Path]map[string]storepath.Path, error) {
 	set := make(map[storepath.Path]bool, len(ps))
 	for _, p := range ps {
 		set[p] = true
 	}
 	var victims []PathInfo
+	outs := map[storepath.Path]map[string]storepath.Path{}
 	err := db.bdb.View(func(txn *badger.Txn) error {
 		for p := range set {
 			info, ok, err := readInfo(txn, p)
@@ -479,20 +497,20 @@ func (db *DB) deletable(ps []storepath.Path) ([]PathInfo, error) {
 					return fmt.Errorf("%w: %s is referenced by %s", ErrLiveReferrer, db.show(p), db.show(q))
 				}
 			}
+			if outs[p], err = readDrvOutputs(txn, p); err != nil {
+				return err
+			}
 			victims = append(victims, info)
 		}
 		return nil
 	})
 	slices.SortFunc(victims, func(a, b PathInfo) int { return comparePaths(a.Path, b.Path) })
-	return victims, err
+	return victims, outs, err
 }
 
-// deleteOne stages the writes that make info.Path invalid.
-func deleteOne(t *tx, info *PathInfo) error {
-	outs, err := readDrvOutputs(t.txn, info.Path)
-	if err != nil {
-		return err
-	}
+// deleteOne stages the writes that make info.Path invalid; outs are its
+// derivation outputs.
+func deleteOne(t *tx, info *PathInfo, outs map[string]storepath.Path) error {
 	if err := t.del(validKey(info.Path)); err != nil {
 		return err
 	}

@@ -28,7 +28,7 @@ func removeAll(parent int, name string) error {
 	if err != unix.EISDIR && err != unix.EPERM {
 		return fmt.Errorf("storefs: removing %q: %w", name, err)
 	}
-	if err := removeDir(parent, name); err != nil {
+	if err := removeDir(parent, name, nil); err != nil {
 		return fmt.Errorf("storefs: removing %q: %w", name, err)
 	}
 	return nil
@@ -40,7 +40,10 @@ type rmLevel struct {
 	subs []string // subdirectories still to remove
 }
 
-func removeDir(parent int, name string) error {
+// removeDir removes the directory name beneath parent and everything in it;
+// if freed is not nil, it adds the st_size of each non-directory with a
+// single link it removes (nix-daemon's count of the bytes a deletion frees).
+func removeDir(parent int, name string, freed *uint64) error {
 	top, err := takeDir(parent, name)
 	if err != nil {
 		return retryAsFile(parent, name, err)
@@ -58,7 +61,7 @@ func removeDir(parent int, name string) error {
 		if len(cur.subs) == 0 {
 			// (Re)list: unlink every non-directory, collect the directories;
 			// a listing that finds no directory leaves it empty.
-			subs, err := clearFiles(cur.fd, buf)
+			subs, err := clearFiles(cur.fd, buf, freed)
 			if err != nil {
 				return err
 			}
@@ -152,14 +155,26 @@ func takeDir(parent int, name string) (int, error) {
 }
 
 // clearFiles unlinks every entry of the directory fd that is not a directory
-// and returns the names of those that are.
-func clearFiles(fd int, buf []byte) ([]string, error) {
+// and returns the names of those that are. If freed is not nil, each entry
+// is typed and sized first (fstatat, not following) and counted as removeDir says.
+func clearFiles(fd int, buf []byte, freed *uint64) ([]string, error) {
 	names, err := readNames(fd, buf, nil)
 	if err != nil {
 		return nil, fmt.Errorf("listing: %w", err)
 	}
 	var dirs []string
 	for _, n := range names {
+		var st unix.Stat_t
+		if freed != nil && unix.Fstatat(fd, n, &st, unix.AT_SYMLINK_NOFOLLOW) == nil && st.Mode&unix.S_IFMT != unix.S_IFDIR {
+			err := unix.Unlinkat(fd, n, 0)
+			if err == nil && st.Nlink == 1 {
+				*freed += uint64(st.Size)
+			}
+			if err == nil || err == unix.ENOENT {
+				continue
+			}
+			return nil, fmt.Errorf("unlink %q: %w", n, err)
+		}
 		switch err := unix.Unlinkat(fd, n, 0); err {
 		case nil, unix.ENOENT:
 		case unix.EISDIR, unix.EPERM:

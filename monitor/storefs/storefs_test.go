@@ -418,3 +418,57 @@ func TestOpenBeneath(t *testing.T) {
 		t.Errorf("Seal across a mount: %v", err)
 	}
 }
+
+// TestDeleteMany removes files, symlinks and directories in one call and
+// counts the bytes as nix-daemon does: the st_size of every non-directory
+// with a single link when it is removed (of two links to one inode inside a
+// tree, the second counts).
+func TestDeleteMany(t *testing.T) {
+	e := newEnv(t)
+	_, check := sentinel(t, e.base)
+	trees := []struct {
+		kind  string
+		ops   []op
+		freed uint64
+	}{
+		{"dir", []op{mkdir("out", 0o755), file("out/f", "hello", 0o755), symlink("/", "out/root"), mkdir("out/d", 0o755),
+			file("out/d/g", "abc", 0o644), hardlink("out/d/g", "out/h")}, 5 + 1 + 3},
+		{"file", []op{file("out", "seven b", 0o644)}, 7},
+		{"symlink", []op{symlink("/etc/passwd", "out")}, 11},
+	}
+	var names []string
+	for _, tr := range trees {
+		st := e.newStaging(t)
+		write(t, st, tr.ops...)
+		res, err := st.Seal(SealOptions{WriterUID: writerUID})
+		if err != nil {
+			t.Fatal(err)
+		}
+		name := storeName(res.NarHash, tr.kind)
+		if err := st.Commit(name); err != nil {
+			t.Fatal(err)
+		}
+		st.Discard()
+		names = append(names, name)
+	}
+	names = append(names, storeName(nixhash.Sum(nixhash.SHA256, nil), "missing"), ".privnix-staging", "../staging")
+	freed, errs := e.s.DeleteMany(names)
+	for i, tr := range trees {
+		if errs[i] != nil || freed[i] != tr.freed {
+			t.Errorf("%s: freed %d (want %d), %v", tr.kind, freed[i], tr.freed, errs[i])
+		}
+	}
+	if errs[3] != nil || freed[3] != 0 {
+		t.Errorf("a missing path: %d, %v", freed[3], errs[3])
+	}
+	if errs[4] == nil || errs[5] == nil {
+		t.Errorf("DeleteMany accepted names that are not store paths: %v, %v", errs[4], errs[5])
+	}
+	if got := list(t, e.staging); len(got) != 0 {
+		t.Errorf("staging root holds %v", got)
+	}
+	if got := list(t, e.store); len(got) != 0 {
+		t.Errorf("store holds %v", got)
+	}
+	check()
+}
