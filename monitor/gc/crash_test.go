@@ -43,7 +43,11 @@ func crashStore(t *testing.T, root string) *testStore {
 func TestKillDuringCollect(t *testing.T) {
 	if root := os.Getenv(crashEnv); root != "" {
 		s := crashStore(t, root)
-		_, err := Collect(context.Background(), Options{MaxFreed: NoLimit, Action: DeleteDead}, newDeps(s))
+		d := newDeps(s)
+		// One commit per path is fast enough to end between two of the
+		// parent's looks at the store on a loaded machine: pace it.
+		d.beforeLk = func(storepath.Path) { time.Sleep(time.Millisecond) }
+		_, err := Collect(context.Background(), Options{MaxFreed: NoLimit, Action: DeleteDead}, d)
 		s.db.Close()
 		t.Fatalf("the collection ended before it was killed: %v", err)
 	}
