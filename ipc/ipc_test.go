@@ -131,6 +131,8 @@ func samples() []msg.Message {
 		&msg.NarInfo{},
 		&msg.GetNar{URL: "nar/x.nar", Compression: "none", NarSize: 42},
 		&msg.NarSent{FileBytes: 42, NarBytes: 42},
+		&msg.QuerySubstitutable{Paths: msg.StorePaths{testP1}},
+		&msg.Substitutable{Infos: msg.SubstInfoList{{Path: testP1, References: msg.StorePaths{testP2}, NarSize: 42}}},
 		&msg.BuildResults{Results: msg.BuildResultList{{Status: 3, ErrorMsg: "builder failed"}}},
 		&msg.StatusRequest{},
 		&msg.Status{Builds: msg.StatusBuilds{{Drv: "/nix/store/qd5f8yds7h8pi7jqbsd5d7sr4jxhsdr2-hello-2.12.1.drv", BuildUser: "nixbld1", BuildUID: 30001}}, More: true},

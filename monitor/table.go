@@ -35,6 +35,9 @@ var table = map[msg.Kind]route{
 	msg.KindQueryDrvOutputs: {roleFrontend, 0, handleQueryDrvOutputs},
 	msg.KindBuild:           {roleFrontend, 0, handleBuild},
 	msg.KindQueryMissing:    {roleFrontend, flagRO, handleQueryMissing},
+
+	// Substitution (substitute*.go; builds and QueryMissing use it too).
+	msg.KindQuerySubstitutable: {roleFrontend, 0, handleQuerySubstitutable},
 }
 
 type flags uint8

@@ -175,15 +175,6 @@ func (b *backend) QueryValidDerivers(ctx context.Context, path string) ([]string
 	return b.callPaths(&msg.QueryPaths{Op: msg.PathsValidDerivers, Paths: msg.StorePaths{msg.StorePath(path)}})
 }
 
-// No substituters yet: nothing is substitutable, which is a true answer.
-func (b *backend) QuerySubstitutablePaths(ctx context.Context, paths []string) ([]string, error) {
-	return nil, nil
-}
-
-func (b *backend) QuerySubstitutablePathInfos(ctx context.Context, paths map[string]string) (map[string]frontend.SubstitutablePathInfo, error) {
-	return map[string]frontend.SubstitutablePathInfo{}, nil
-}
-
 func (b *backend) AddTempRoot(ctx context.Context, path string) error {
 	_, _, err := b.call(&msg.AddTempRoot{Path: msg.StorePath(path)})
 	return err

@@ -277,3 +277,83 @@ var fetchTable = []Spec{
 	row[GetNar](1),
 	row[NarSent](0),
 }
+
+// Substitutable paths, on the frontend channel (QuerySubstitutablePaths,
+// QuerySubstitutablePathInfos and the older singular ops):
+//
+//	frontend                                         monitor
+//	 ── QuerySubstitutable{Paths, Infos} ─────────▶  narinfos (its cache, else the fetcher)
+//	 ◀──────────── Substitutable{Infos, More} ...   (More: another frame follows)
+const (
+	KindQuerySubstitutable Kind = 0x02a0 // answered with Substitutable frames or Error
+	KindSubstitutable      Kind = 0x02a1
+)
+
+// MaxSubstInfos bounds the infos of one Substitutable frame.
+const MaxSubstInfos = 512
+
+// QuerySubstitutable asks which of Paths a substituter of the connection
+// has; with Infos, also what each would download.
+type QuerySubstitutable struct {
+	_msgpack struct{} `msgpack:",as_array"`
+	Paths    StorePaths
+	Infos    bool
+}
+
+func (QuerySubstitutable) Kind() Kind { return KindQuerySubstitutable }
+func (m QuerySubstitutable) Validate() error {
+	if len(m.Paths) > MaxStrings {
+		return fmt.Errorf("%d paths, at most %d", len(m.Paths), MaxStrings)
+	}
+	return field("Paths", m.Paths.Validate())
+}
+
+// SubstInfo is one substitutable path: Deriver, References (full paths)
+// and the sizes only when Infos was asked for.
+type SubstInfo struct {
+	_msgpack     struct{} `msgpack:",as_array"`
+	Path         StorePath
+	Deriver      StorePath
+	References   StorePaths
+	DownloadSize uint64
+	NarSize      uint64
+}
+
+// Validate checks the paths.
+func (s SubstInfo) Validate() error {
+	return firstErr(field("Path", s.Path.Validate()), field("Deriver", validOptPath(s.Deriver)), field("References", s.References.Validate()))
+}
+
+// SubstInfoList is a bounded list of SubstInfo.
+type SubstInfoList []SubstInfo
+
+// DecodeMsgpack implements msgpack.CustomDecoder.
+func (l *SubstInfoList) DecodeMsgpack(d *msgpack.Decoder) error {
+	return DecodeList(d, MaxSubstInfos, (*[]SubstInfo)(l))
+}
+
+// Substitutable answers QuerySubstitutable, in frames: More says another
+// follows.
+type Substitutable struct {
+	_msgpack struct{} `msgpack:",as_array"`
+	Infos    SubstInfoList
+	More     bool
+}
+
+func (Substitutable) Kind() Kind { return KindSubstitutable }
+func (m Substitutable) Validate() error {
+	if len(m.Infos) > MaxSubstInfos {
+		return fmt.Errorf("%d infos, at most %d", len(m.Infos), MaxSubstInfos)
+	}
+	for i, s := range m.Infos {
+		if err := s.Validate(); err != nil {
+			return fmt.Errorf("Infos[%d]: %w", i, err)
+		}
+	}
+	return nil
+}
+
+var substTable = []Spec{
+	row[QuerySubstitutable](0),
+	row[Substitutable](0),
+}

@@ -78,6 +78,7 @@ var channels = [][]Spec{
 	drvTable,
 	adminTable,
 	fetchTable,
+	substTable,
 }
 
 var registry = buildRegistry(channels)

@@ -79,6 +79,8 @@ var samples = []Message{
 		NarHash: testHash, NarSize: 123456, References: StorePaths{testP1, testP2}, Deriver: testDrv, Sigs: Strings{"k:AA=="}},
 	&GetNar{Cache: 0, URL: "nar/abc.nar.xz", Compression: "xz", FileSize: 100, NarSize: 123456},
 	&NarSent{FileBytes: 100, NarBytes: 123456},
+	&QuerySubstitutable{Paths: StorePaths{testP1, testP2}, Infos: true},
+	&Substitutable{Infos: SubstInfoList{{Path: testP1, Deriver: testDrv, References: StorePaths{testP2}, DownloadSize: 10, NarSize: 20}}, More: true},
 	&StatusRequest{},
 	&Status{Connections: StatusConns{{UID: 1000, PID: 42, User: "alice", FrontendPID: 43, FrontendUID: 1879048193, Since: 1700000000}},
 		Builds:  StatusBuilds{{Drv: testDrv, BuildUser: "nixbld1", BuildUID: 30001, ClientUID: 1000, ClientPID: 42, Since: 1700000001}},

@@ -3,6 +3,7 @@ package integration
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net"
 	"net/http"
 	"os"
@@ -12,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"privnix/frontend/wire"
+	"privnix/internal/nixclient"
 	"privnix/internal/testenv"
 	"privnix/internal/testvectors"
 	"privnix/nix/narinfo"
@@ -423,5 +426,65 @@ func TestSubstituteHostileCaches(t *testing.T) {
 	good := serve(t, http.FileServer(http.Dir(dir)))
 	if r := e.s.Run(t, testenv.Bob, nil, "nix-store", "-r", out, "--option", "substituters", good); r.Err != nil {
 		t.Fatalf("after the hostile caches: %v\n%s", r.Err, r.Stderr)
+	}
+}
+
+// The queries: nix-build --dry-run (QueryMissing: what will be fetched,
+// with download and unpacked sizes) and QuerySubstitutablePaths/Infos
+// (ops 32 and 30) answer as nix-daemon's do.
+func TestSubstituteQueries(t *testing.T) {
+	e := newSubstEnv(t, "")
+	dir, out := e.makeCache(t, "query", "secret-key="+e.secret)
+	// QuerySubstitutablePaths asks only caches that want mass queries.
+	f, err := os.OpenFile(filepath.Join(dir, "nix-cache-info"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString("WantMassQuery: 1\n")
+	f.Close()
+	url := serve(t, http.FileServer(http.Dir(dir)))
+	conf := substConf + "trusted-public-keys = " + e.pubKey + "\nsubstituters = " + url + "\n"
+	if err := os.WriteFile(filepath.Join(e.s.ConfDir, "nix.conf"), []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// A path no cache has: another hash part (Nix looks narinfos up by hash part only).
+	base := filepath.Base(out)
+	other := "0"
+	if base[0] == '0' {
+		other = "1"
+	}
+	absent := filepath.Join(filepath.Dir(out), other+base[1:])
+	scenario := func() map[string]string {
+		got := map[string]string{}
+		r := e.build(t, testenv.Alice, "query", "--dry-run")
+		got["dry-run"] = ansi.ReplaceAllString(r.Stderr, "")
+		c, err := nixclient.Dial(e.s.SocketPath, wire.V(34))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		if err := c.SetOptions(); err != nil {
+			t.Fatal(err)
+		}
+		paths, err := c.QuerySubstitutablePaths([]string{out, absent})
+		got["paths"] = fmt.Sprint(paths, err)
+		infos, err := c.QuerySubstitutablePathInfos([]string{out, absent})
+		got["infos"] = fmt.Sprintf("%+v %v", infos, err)
+		return got
+	}
+	d := testenv.StartPrivnixd(t, e.s)
+	got := scenario()
+	d.Stop(t)
+	if !strings.Contains(got["dry-run"], "these 2 paths will be fetched") || !strings.Contains(got["infos"], out) || got["paths"] != "["+out+"] <nil>" {
+		t.Errorf("privnixd: %q", got)
+	}
+	e.s.Reset(t)
+	nd := testenv.StartNixDaemon(t, e.s)
+	want := scenario()
+	nd.Stop(t)
+	for k, w := range want {
+		if got[k] != w {
+			t.Errorf("%s:\nprivnixd:   %q\nnix-daemon: %q", k, got[k], w)
+		}
 	}
 }

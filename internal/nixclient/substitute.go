@@ -1,0 +1,73 @@
+package nixclient
+
+import "privnix/frontend/wire"
+
+// Op numbers of the substitution queries.
+const (
+	OpQuerySubstitutablePathInfos = 30
+	OpQuerySubstitutablePaths     = 32
+)
+
+// SubstInfo is one answer of QuerySubstitutablePathInfos.
+type SubstInfo struct {
+	Deriver      string
+	References   []string
+	DownloadSize uint64
+	NarSize      uint64
+}
+
+// QuerySubstitutablePaths asks which paths a substituter has (op 32).
+func (c *Client) QuerySubstitutablePaths(paths []string) ([]string, error) {
+	c.w.U64(OpQuerySubstitutablePaths)
+	c.w.StringSet(paths)
+	if err := c.w.Flush(); err != nil {
+		return nil, err
+	}
+	if err := c.stderr(); err != nil {
+		return nil, err
+	}
+	return c.r.StringSet(wire.MaxCount, wire.MaxPathLen, "paths")
+}
+
+// QuerySubstitutablePathInfos asks what each path's substitute would
+// download (op 30, the ≥ 1.22 form with an empty content address per path).
+func (c *Client) QuerySubstitutablePathInfos(paths []string) (map[string]SubstInfo, error) {
+	c.w.U64(OpQuerySubstitutablePathInfos)
+	c.w.U64(uint64(len(paths)))
+	for _, p := range paths {
+		c.w.String(p)
+		c.w.String("")
+	}
+	if err := c.w.Flush(); err != nil {
+		return nil, err
+	}
+	if err := c.stderr(); err != nil {
+		return nil, err
+	}
+	n, err := c.r.Uint(wire.MaxCount, "infos")
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]SubstInfo{}
+	for range n {
+		p, err := c.r.String(wire.MaxPathLen, "path")
+		if err != nil {
+			return nil, err
+		}
+		var in SubstInfo
+		if in.Deriver, err = c.r.String(wire.MaxPathLen, "deriver"); err != nil {
+			return nil, err
+		}
+		if in.References, err = c.r.StringSet(wire.MaxCount, wire.MaxPathLen, "references"); err != nil {
+			return nil, err
+		}
+		if in.DownloadSize, err = c.r.U64(); err != nil {
+			return nil, err
+		}
+		if in.NarSize, err = c.r.U64(); err != nil {
+			return nil, err
+		}
+		out[p] = in
+	}
+	return out, nil
+}
