@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"privnix/internal/admin"
 	"privnix/internal/testenv"
@@ -42,10 +41,7 @@ func TestStatus(t *testing.T) {
 	defer func() { os.WriteFile(release, nil, 0o644); <-built }()
 
 	var st admin.StatusReport
-	for deadline := time.Now().Add(60 * time.Second); len(st.Builds) == 0; time.Sleep(50 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("no build in privnix status: %+v", st)
-		}
+	if !waitUntil(func() bool {
 		r := s.Run(t, "root", nil, privnix, "status", "--json")
 		if r.Err != nil {
 			t.Fatalf("privnix status --json as root: %v\n%s", r.Err, r.Stderr)
@@ -54,6 +50,9 @@ func TestStatus(t *testing.T) {
 		if err := json.Unmarshal([]byte(r.Stdout), &st); err != nil {
 			t.Fatalf("privnix status --json: %v\n%s", err, r.Stdout)
 		}
+		return len(st.Builds) > 0
+	}) {
+		t.Fatalf("no build in privnix status: %+v", st)
 	}
 	aliceUID, _ := userLookup(testenv.Alice)
 	var held bool

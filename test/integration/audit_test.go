@@ -9,7 +9,6 @@ import (
 	"sync"
 	"syscall"
 	"testing"
-	"time"
 
 	"privnix/internal/testenv"
 )
@@ -77,10 +76,8 @@ func TestAuditSurvivesLogFlood(t *testing.T) {
 	wg.Wait()
 	// The drop counts are logged when each flooding frontend's log channel
 	// closes, after it is released.
-	for deadline := time.Now().Add(20 * time.Second); strings.Count(d.Log.String(), "child log records dropped") < floods; time.Sleep(50 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d floods recorded as dropped:\n%s", strings.Count(d.Log.String(), "child log records dropped"), floods, d.Log.String())
-		}
+	if !waitUntil(func() bool { return strings.Count(d.Log.String(), "child log records dropped") >= floods }) {
+		t.Fatalf("%d of %d floods recorded as dropped:\n%s", strings.Count(d.Log.String(), "child log records dropped"), floods, d.Log.String())
 	}
 	d.Stop(t)
 
@@ -191,13 +188,11 @@ func TestAuditLogReopened(t *testing.T) {
 	if err := s.d.Cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if b, _ := os.ReadFile(auditFile); strings.Contains(string(b), "configuration reloaded") {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no reload recorded in a new %s:\n%s", auditFile, s.d.Log.String())
-		}
+	if !waitUntil(func() bool {
+		b, _ := os.ReadFile(auditFile)
+		return strings.Contains(string(b), "configuration reloaded")
+	}) {
+		t.Fatalf("no reload recorded in a new %s:\n%s", auditFile, s.d.Log.String())
 	}
 	s.Run(t, testenv.Bob, nil, "nix", "--extra-experimental-features", "nix-command", "store", "ping")
 	s.d.Stop(t)

@@ -9,7 +9,6 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"privnix/internal/testenv"
 )
@@ -81,13 +80,8 @@ func TestUnitCapsFindOtherUsersRuntimeRoots(t *testing.T) {
 			}
 			defer func() { prog.Process.Kill(); prog.Wait() }()
 			fd3 := fmt.Sprintf("/proc/%d/fd/3", prog.Process.Pid)
-			for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-				if l, _ := os.Readlink(fd3); l == p {
-					break
-				}
-				if time.Now().After(deadline) {
-					t.Fatalf("alice's program never opened %s", p)
-				}
+			if !waitUntil(func() bool { l, _ := os.Readlink(fd3); return l == p }) {
+				t.Fatalf("alice's program never opened %s", p)
 			}
 			r = s.Run(t, testenv.Bob, nil, "nix-store", "--gc", "--print-roots")
 			if r.Err != nil {

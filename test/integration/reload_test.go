@@ -7,7 +7,6 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"privnix/internal/testenv"
 )
@@ -90,11 +89,8 @@ func (s *reloadable) reload(t *testing.T, nixConf, want string) {
 	if err := s.d.Cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	for deadline := time.Now().Add(20 * time.Second); strings.Count(s.d.Log.String(), want) == before; {
-		if time.Now().After(deadline) {
-			t.Fatalf("after SIGHUP the daemon never logged %q:\n%s", want, s.d.Log.String())
-		}
-		time.Sleep(20 * time.Millisecond)
+	if !waitUntil(func() bool { return strings.Count(s.d.Log.String(), want) > before }) {
+		t.Fatalf("after SIGHUP the daemon never logged %q:\n%s", want, s.d.Log.String())
 	}
 }
 
