@@ -192,7 +192,7 @@ func (d *gcDeps) DeleteMany(names []string) ([]uint64, []error) {
 		}
 	}
 	if len(gone) > 0 {
-		d.s.log.Info("path deleted", "count", len(gone), "paths", strings.Join(gone, " "))
+		d.s.audit.Info("path deleted", "count", len(gone), "paths", strings.Join(gone, " "))
 	}
 	return freed, errs
 }

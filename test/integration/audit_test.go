@@ -170,6 +170,13 @@ func TestAuditLog(t *testing.T) {
 	find("build output registered", testenv.Alice, map[string]string{"path": built})
 	find("build finished", testenv.Alice, map[string]string{"drv": "-trivial.drv", "build_user": "pnxbld"})
 	find("garbage collection started", testenv.Bob, nil)
+	// Deletions are recorded one path at a time (path) or a batch at a
+	// time (paths).
+	for _, r := range recs {
+		if p, ok := r["paths"].(string); ok && r["msg"] == "path deleted" {
+			r["path"] = p
+		}
+	}
 	find("path deleted", testenv.Bob, map[string]string{"path": added})
 	find("path deleted", testenv.Bob, map[string]string{"path": built})
 }
