@@ -3,6 +3,8 @@ package monitor
 import (
 	"os"
 
+	"golang.org/x/sys/unix"
+
 	"privnix/ipc/msg"
 	"privnix/monitor/storedb"
 	"privnix/nix/storepath"
@@ -136,4 +138,57 @@ func (s *session) toMsgInfo(i storedb.PathInfo) *msg.PathInfo {
 		out.References = append(out.References, msg.StorePath(d.String(r)))
 	}
 	return out
+}
+
+// handleOpenGeneration hands the frontend the store generation page (a
+// sealed memfd it can only read; see ipc/genpage).
+func handleOpenGeneration(s *session, _ msg.Message, _ []*os.File) (reply, error) {
+	fd, err := unix.FcntlInt(s.m.store.gen.File().Fd(), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return s.failed("OpenGeneration", os.NewSyscallError("fcntl", err)), nil
+	}
+	return answer(&msg.Generation{}, os.NewFile(uintptr(fd), "generation")), nil
+}
+
+// handleQueryPathInfos answers a batch of path infos, with part of their
+// references' closure, from one snapshot of the database.
+func handleQueryPathInfos(s *session, req msg.Message, _ []*os.File) (reply, error) {
+	q := req.(*msg.QueryPathInfos)
+	ps, err := s.paths(q.Paths)
+	if err != nil {
+		return reply{}, err
+	}
+	var infos []storedb.PathInfo
+	if err := s.m.store.with(func(db *storedb.DB) (e error) { infos, e = db.ClosureInfos(ps, int(q.Closure)); return }); err != nil {
+		return s.failed("QueryPathInfos", err), nil
+	}
+	// Frames of at most half a body's worth of paths and hashes.
+	const budget = msg.MaxBody / 2
+	var rep reply
+	cur, size := &msg.PathInfos{}, 0
+	for _, i := range infos {
+		mi := s.toMsgInfo(i)
+		n := infoSize(mi)
+		if len(cur.Infos) > 0 && (len(cur.Infos) == msg.MaxPathInfos || size+n > budget) {
+			cur.More = true
+			rep.msgs = append(rep.msgs, cur)
+			cur, size = &msg.PathInfos{}, 0
+		}
+		cur.Infos = append(cur.Infos, *mi)
+		size += n
+	}
+	rep.msgs = append(rep.msgs, cur)
+	return rep, nil
+}
+
+// infoSize bounds the encoded size of i.
+func infoSize(i *msg.PathInfo) int {
+	n := 64 + len(i.Path) + len(i.Deriver) + len(i.NarHash) + len(i.CA)
+	for _, r := range i.References {
+		n += 5 + len(r)
+	}
+	for _, sig := range i.Sigs {
+		n += 5 + len(sig)
+	}
+	return n
 }

@@ -6,6 +6,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"privnix/ipc/genpage"
 	"privnix/monitor/storedb"
 	"privnix/monitor/storefs"
 	"privnix/nix/storepath"
@@ -26,6 +27,9 @@ type storeState struct {
 	dirID   [2]uint64      // device and inode of the store directory fs opened; guarded by mu
 	// abandoned are databases whose state directory was replaced; guarded by mu.
 	abandoned []*storedb.DB
+	// gen is bumped after every database commit and every reopening:
+	// frontends drop their cached answers when it moves (ipc/genpage).
+	gen *genpage.Page
 }
 
 func openStore(m *Monitor) (*storeState, error) {
@@ -34,10 +38,13 @@ func openStore(m *Monitor) (*storeState, error) {
 		return nil, fmt.Errorf("store directory: %w", err)
 	}
 	st := &storeState{dir: dir, dbPath: m.cfg.Paths.DBDir(), staging: m.cfg.Paths.StagingDir()}
+	if st.gen, err = genpage.New(); err != nil {
+		return nil, err
+	}
 	if err := st.openFS(); err != nil {
 		return nil, err
 	}
-	if st.db, err = storedb.Open(st.dbPath, storedb.Options{StoreDir: dir, Logger: m.log}); err != nil {
+	if st.db, err = storedb.Open(st.dbPath, storedb.Options{StoreDir: dir, Logger: m.log, OnCommit: st.gen.Bump}); err != nil {
 		st.fs.Close()
 		return nil, err
 	}
@@ -118,6 +125,7 @@ func (st *storeState) refresh(m *Monitor) error {
 	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
+	defer st.gen.Bump() // answers cached from the old store are out of date
 	m.log.Warn("the store or state directory was replaced; reopening the store", "store", string(st.dir), "db", st.dbPath)
 	// The replaced database is left open and unused, never closed: Badger's
 	// Close flushes its memtable to its directory's path, which now belongs
@@ -128,7 +136,7 @@ func (st *storeState) refresh(m *Monitor) error {
 	if err := st.openFS(); err != nil {
 		return err
 	}
-	db, err := storedb.Open(st.dbPath, storedb.Options{StoreDir: st.dir, Logger: m.log})
+	db, err := storedb.Open(st.dbPath, storedb.Options{StoreDir: st.dir, Logger: m.log, OnCommit: st.gen.Bump})
 	if err != nil {
 		return err
 	}

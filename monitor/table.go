@@ -21,6 +21,8 @@ var table = map[msg.Kind]route{
 	msg.KindIsValidPath:     {roleFrontend, flagRO, handleIsValidPath},
 	msg.KindQueryPathInfo:   {roleFrontend, flagRO, handleQueryPathInfo},
 	msg.KindQueryPaths:      {roleFrontend, flagRO, handleQueryPaths},
+	msg.KindQueryPathInfos:  {roleFrontend, flagRO, handleQueryPathInfos},
+	msg.KindOpenGeneration:  {roleFrontend, flagRO, handleOpenGeneration},
 	msg.KindAddTempRoot:     {roleFrontend, 0, handleAddTempRoot},
 	msg.KindBeginUpload:     {roleFrontend, 0, handleBeginUpload},
 	msg.KindFinishUpload:    {roleFrontend, 0, handleFinishUpload},

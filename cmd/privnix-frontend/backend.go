@@ -25,6 +25,7 @@ type backend struct {
 	mon      *ipc.Conn
 	storeDir string
 	client   net.Conn // watched for a hang-up while a build runs (backend_build.go)
+	cache    cache    // read-only answers while the store generation stands (cache.go)
 }
 
 // call sends one request and returns its answer (and the fds with it); a
@@ -112,6 +113,12 @@ func (b *backend) SetOptions(ctx context.Context, opts wire.ClientOptions) ([]st
 }
 
 func (b *backend) IsValidPath(ctx context.Context, path string) (bool, error) {
+	gen, caching := b.current()
+	if caching {
+		if v, ok := b.cache.lookupValid(gen, path); ok {
+			return v, nil
+		}
+	}
 	ans, _, err := b.call(&msg.IsValidPath{Path: msg.StorePath(path)})
 	if err != nil {
 		return false, err
@@ -119,6 +126,9 @@ func (b *backend) IsValidPath(ctx context.Context, path string) (bool, error) {
 	r, ok := ans.(*msg.Bool)
 	if !ok {
 		return false, fmt.Errorf("monitor answered IsValidPath with %v", ans.Kind())
+	}
+	if caching {
+		b.cache.putValid(gen, path, r.V)
 	}
 	return r.V, nil
 }
@@ -141,8 +151,25 @@ func (b *backend) QueryValidPaths(ctx context.Context, paths []string, substitut
 }
 
 func (b *backend) QueryPathInfo(ctx context.Context, path string) (*wire.UnkeyedValidPathInfo, error) {
+	gen, caching := b.current()
+	if caching {
+		if info, ok := b.cache.lookupInfo(gen, path); ok {
+			return info, nil
+		}
+		if paths, closure := b.cache.ahead(path); paths != nil {
+			if err := b.fetchInfos(gen, paths, closure); err != nil {
+				return nil, err
+			}
+			if info, ok := b.cache.lookupInfo(gen, path); ok {
+				return info, nil
+			}
+		}
+	}
 	ans, _, err := b.call(&msg.QueryPathInfo{Path: msg.StorePath(path)})
 	if errors.Is(err, errNotValid) {
+		if caching {
+			b.cache.putInfo(gen, path, nil)
+		}
 		return nil, nil
 	}
 	if err != nil {
@@ -151,6 +178,9 @@ func (b *backend) QueryPathInfo(ctx context.Context, path string) (*wire.Unkeyed
 	info, err := toWireInfo(ans)
 	if err != nil {
 		return nil, err
+	}
+	if caching {
+		b.cache.putInfo(gen, path, &info.UnkeyedValidPathInfo)
 	}
 	return &info.UnkeyedValidPathInfo, nil
 }
@@ -168,7 +198,9 @@ func (b *backend) QueryPathFromHashPart(ctx context.Context, hashPart string) (s
 }
 
 func (b *backend) QueryAllValidPaths(ctx context.Context) ([]string, error) {
-	return b.callPaths(&msg.QueryPaths{Op: msg.PathsAll})
+	ps, err := b.callPaths(&msg.QueryPaths{Op: msg.PathsAll})
+	b.cache.hint(ps)
+	return ps, err
 }
 
 func (b *backend) QueryValidDerivers(ctx context.Context, path string) ([]string, error) {

@@ -13,6 +13,7 @@
 //	               frontend binding: Session                  (session.go)
 //	0x0100–0x01ff  log channel: Log                            (log.go)
 //	0x0200–0x02ff  frontend ↔ monitor                          (frontend.go)
+//	               batched reads, generation page, 0x0208–0x020f (batch.go)
 //	               uploads, 0x0210–0x022f                      (store.go)
 //	0x0300–0x03ff  storeproc ↔ monitor                         (store.go)
 //	0x0400–0x04ff  buildproc ↔ monitor                         (build.go)

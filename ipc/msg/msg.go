@@ -69,6 +69,7 @@ var channels = [][]Spec{
 	commonTable,
 	logTable,
 	frontendTable,
+	batchTable,
 	sessionTable,
 	rootsTable,
 	optionsTable,

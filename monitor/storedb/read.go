@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"github.com/dgraph-io/badger/v4"
 
@@ -31,6 +32,22 @@ func (db *DB) view(what string, fn func(txn *badger.Txn) error) error {
 	}
 	return nil
 }
+
+// commitCounter counts commits; Add also calls onCommit.
+type commitCounter struct {
+	n        atomic.Int64
+	onCommit func()
+}
+
+func (c *commitCounter) Add(d int64) int64 {
+	v := c.n.Add(d)
+	if c.onCommit != nil {
+		c.onCommit()
+	}
+	return v
+}
+
+func (c *commitCounter) Load() int64 { return c.n.Load() }
 
 // snapshots holds the shared read-only transaction (see view).
 type snapshots struct {
@@ -130,6 +147,50 @@ func (db *DB) PathInfos(ps []storepath.Path) (map[storepath.Path]PathInfo, error
 		return nil
 	})
 	return infos, err
+}
+
+// ClosureInfos returns, from one snapshot, the infos of the valid ones of ps
+// (in ps's order), then those of up to extra more valid paths of their
+// references' closure, breadth first, each path once.
+func (db *DB) ClosureInfos(ps []storepath.Path, extra int) ([]PathInfo, error) {
+	var out []PathInfo
+	err := db.view("closure infos", func(txn *badger.Txn) error {
+		seen := make(map[storepath.Path]bool, len(ps)+extra)
+		for _, p := range ps {
+			if seen[p] {
+				continue
+			}
+			seen[p] = true
+			info, ok, err := readInfo(txn, p)
+			if err != nil {
+				return err
+			}
+			if ok {
+				out = append(out, info)
+			}
+		}
+		for next := 0; next < len(out) && extra > 0; next++ {
+			for _, r := range out[next].References {
+				if extra == 0 {
+					break
+				}
+				if seen[r] {
+					continue
+				}
+				seen[r] = true
+				info, ok, err := readInfo(txn, r)
+				if err != nil {
+					return err
+				}
+				if ok {
+					out = append(out, info)
+					extra--
+				}
+			}
+		}
+		return nil
+	})
+	return out, err
 }
 
 // ValidAmong returns those of ps that are valid, in ps's order.

@@ -2,6 +2,7 @@ package storedb
 
 import (
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -93,4 +94,36 @@ func TestReadsDuringWrites(t *testing.T) {
 		t.Error(err)
 	}
 	mustCheck(t, db)
+}
+
+// ClosureInfos: the asked paths first (invalid ones left out), then their
+// closure breadth first, cut at extra, each path once.
+func TestClosureInfos(t *testing.T) {
+	db := newTestDB(t)
+	a, b, c, d := mkPath(t, "a"), mkPath(t, "b"), mkPath(t, "c"), mkPath(t, "d")
+	mustRegister(t, db, []PathInfo{mkInfo(d), mkInfo(c, d), mkInfo(b, c, d), mkInfo(a, a, b)}, nil)
+	gone := mkPath(t, "gone")
+	for _, tt := range []struct {
+		ps    []storepath.Path
+		extra int
+		want  []storepath.Path
+	}{
+		{[]storepath.Path{a}, 0, []storepath.Path{a}},
+		{[]storepath.Path{a, gone, a}, 1, []storepath.Path{a, b}},
+		{[]storepath.Path{a}, 10, []storepath.Path{a, b, c, d}},
+		{[]storepath.Path{c, a}, 10, []storepath.Path{c, a, d, b}},
+		{[]storepath.Path{gone}, 10, nil},
+	} {
+		infos, err := db.ClosureInfos(tt.ps, tt.extra)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []storepath.Path
+		for _, i := range infos {
+			got = append(got, i.Path)
+		}
+		if !slices.Equal(bases(got), bases(tt.want)) {
+			t.Errorf("ClosureInfos(%v, %d) = %v, want %v", bases(tt.ps), tt.extra, bases(got), bases(tt.want))
+		}
+	}
 }

@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"sync/atomic"
 	"syscall"
 
 	"github.com/dgraph-io/badger/v4"
@@ -63,6 +62,9 @@ type Options struct {
 	// anything below 1 MiB is refused.
 	// A transaction is capped at 15% of it, which is what RegisterValid splits by.
 	MemTableSize int64
+	// OnCommit, if set, is called after every write transaction commits,
+	// before the write returns (the monitor bumps its generation page).
+	OnCommit func()
 }
 
 // valueThreshold: values up to this size stay in the LSM tree (nearly all
@@ -88,8 +90,9 @@ type DB struct {
 	gcMu sync.RWMutex
 
 	// commits counts committed write transactions (tests check batch splits;
-	// readers' shared snapshot is tagged with it, see view).
-	commits atomic.Int64
+	// readers' shared snapshot is tagged with it, see view) and calls
+	// Options.OnCommit after each.
+	commits commitCounter
 	snap    snapshots
 }
 
@@ -154,6 +157,7 @@ func Open(dir string, opts Options) (*DB, error) {
 		return nil, fmt.Errorf("storedb: open %s: %w", dir, err)
 	}
 	db := &DB{bdb: bdb, dir: dir, storeDir: opts.StoreDir, dirID: dirID}
+	db.commits.onCommit = opts.OnCommit
 	if db.lockID, err = statID(filepath.Join(dir, "LOCK")); err == nil {
 		err = db.initMeta()
 	}

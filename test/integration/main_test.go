@@ -24,6 +24,9 @@ func TestMain(m *testing.M) {
 	if sock := os.Getenv("PRIVNIX_TEST_HOLD"); sock != "" {
 		os.Exit(hold(sock))
 	}
+	if sock := os.Getenv("PRIVNIX_TEST_QUERY"); sock != "" {
+		os.Exit(queryHolder(sock))
+	}
 	os.Exit(m.Run())
 }
 
