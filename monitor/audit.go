@@ -4,9 +4,11 @@ import "privnix/ipc/msg"
 
 // The audit log (Config.Audit) records every privileged decision and action
 // of the monitor with the client's uid and pid: connections accepted and
-// refused (session.go), paths registered (handlers_upload.go, build_run.go),
-// signatures added, builds started and finished with their build user
-// (admin.go), GC runs and deletions (handlers_gc.go), frontends killed for a
+// refused (session.go), paths registered (handlers_upload.go, build_run.go)
+// and substituted (substitute.go), signatures added, builds started and
+// finished with their build user (admin.go), killed, and derivations or
+// outputs refused (build*.go), GC runs and deletions (handlers_gc.go), paths
+// a crash left pending removed at start (store.go), frontends killed for a
 // protocol violation, configuration reloads (reload.go), admin requests
 // refused, and every request policy refused (below). It is its own slog
 // handler: the children's forwarded logs, rate-limited and dropped when they

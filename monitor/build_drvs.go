@@ -394,7 +394,7 @@ func (s *session) drvError(err error) reply {
 	case errors.Is(err, errNotValidDrv):
 		return answer(&msg.Error{Class: msg.ClassPolicy, Message: trimText(err.Error())})
 	case errors.Is(err, errBadDrv), errors.Is(err, errUnsupportedDrv):
-		s.log.Warn("derivation refused", "err", err)
+		s.audit.Warn("derivation refused", "err", err)
 		return answer(&msg.Error{Class: msg.ClassPolicy, Message: trimText(err.Error())})
 	}
 	return s.failed("reading a derivation", err)

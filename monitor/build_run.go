@@ -61,7 +61,7 @@ func (r *buildRequest) run(v *verifiedDrv, u buildUser, mode uint64, o *outcome)
 		return
 	}
 	if res.cancelled {
-		r.s.log.Info("build killed: its request was abandoned and no other waits for it", "drv", shownDrv, "uid", u.uid)
+		r.s.audit.Info("build killed: its request was abandoned and no other waits for it", "drv", shownDrv, "uid", u.uid)
 		o.status, o.stopped = statusMiscFailure, true
 		return
 	}
@@ -682,7 +682,7 @@ func (m *Monitor) registerOutputs(s *session, b *preparedBuild) (uint64, string,
 		res, err := stage.Seal(opts)
 		if err != nil {
 			if errors.Is(err, storefs.ErrRefused) {
-				s.log.Warn("build output refused", "drv", shownDrv, "output", o.Name, "err", err)
+				s.audit.Warn("build output refused", "drv", shownDrv, "output", o.Name, "err", err)
 				return statusOutputRejected, fmt.Sprintf("output '%s' of '%s' was refused: %v", yellow(o.Name), yellow(shownDrv), err), nil
 			}
 			return 0, "", err

@@ -63,7 +63,7 @@ func (st *storeState) cleanPending(m *Monitor) error {
 		return err
 	}
 	for _, p := range pending {
-		m.log.Warn("removing a path left pending by a crash", "path", st.dir.String(p))
+		m.audit.Warn("removing a path left pending by a crash", "path", st.dir.String(p))
 		// A crash between "pending" and the rename leaves nothing to remove.
 		if ok, err := st.fs.Exists(p.Base()); err != nil {
 			return fmt.Errorf("looking for pending %s: %w", p.Base(), err)

@@ -419,7 +419,7 @@ func (x *subst) substituteOne(p storepath.Path, warn func(string), stack map[sto
 			return err
 		}
 	}
-	x.s.log.Info("substituting", "path", shown, "from", x.urls[o.cache])
+	x.s.audit.Info("substituting", "path", shown, "from", x.urls[o.cache])
 	if err := x.download(p, o); err != nil {
 		msg := errorText(err)
 		var se *substError
