@@ -114,6 +114,7 @@ var checks = []check{
 	{CheckInfo{"gcroots-profiles", Warning, "profiles are GC roots (gcroots/profiles link)"}, (*doctor).gcrootsProfiles},
 	{CheckInfo{"socket-dir-open", Warning, "a restricted allowed-users is backed by a restricted socket directory"}, (*doctor).socketDirOpen},
 	{CheckInfo{"socket-dir-closed", Warning, "allowed-users = * is not undone by a restricted socket directory"}, (*doctor).socketDirClosed},
+	{CheckInfo{"admin-socket-open", Warning, "privnixd's admin socket (privnix status) is root's, mode 0600"}, (*doctor).adminSocket},
 	{CheckInfo{"trusted-users-broad", Error, "trusted-users (root-equivalent) names no broad group and not *"}, (*doctor).trustedBroad},
 	{CheckInfo{"substituter-no-keys", Error, "substituters come with trusted-public-keys"}, (*doctor).substituterKeys},
 	{CheckInfo{"require-sigs-off", Error, "require-sigs is on"}, (*doctor).requireSigs},
@@ -405,6 +406,23 @@ func (d *doctor) stateDirs() []Finding {
 		}
 	}
 	return out
+}
+
+// adminSocket checks the socket of privnix status when privnixd runs: only
+// its owner may connect (privnixd also checks the peer's uid; the mode is the
+// first wall).
+func (d *doctor) adminSocket() []Finding {
+	path := d.p.AdminSocket()
+	st, err := stat(path)
+	if err != nil || !st.Exists {
+		return nil
+	}
+	if st.UID != d.o.DaemonUID || st.Mode&0o077 != 0 {
+		return []Finding{finding("%s is owned by uid %d with mode %s: users other than root can connect to privnixd's admin channel "+
+			"(privnixd refuses them by their uid, but the mode should stop them first)",
+			fmt.Sprintf("restart privnixd, which recreates it 0600; chown root %s && chmod 0600 %s", path, path), path, st.UID, octal(st.Mode))}
+	}
+	return nil
 }
 
 func (d *doctor) gcrootsProfiles() []Finding {

@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -153,6 +154,22 @@ func TestDoctorFindsEachProblem(t *testing.T) {
 		{"allowed-users = *, closed socket directory", func(t *testing.T, f *doctorFixture) {
 			chmod(t, f.Paths.SocketDir(), "0750")
 		}, []string{"socket-dir-closed"}},
+		{"admin socket open to all", func(t *testing.T, f *doctorFixture) {
+			l, err := net.Listen("unixpacket", f.Paths.AdminSocket())
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { l.Close() })
+			chmod(t, f.Paths.AdminSocket(), "0666")
+		}, []string{"admin-socket-open"}},
+		{"admin socket 0600", func(t *testing.T, f *doctorFixture) {
+			l, err := net.Listen("unixpacket", f.Paths.AdminSocket())
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { l.Close() })
+			chmod(t, f.Paths.AdminSocket(), "0600")
+		}, nil},
 		{"trusted-users = *", func(t *testing.T, f *doctorFixture) {
 			f.conf(t, f.baseConf()+"trusted-users = root *\n", "")
 		}, []string{"trusted-users-broad"}},
