@@ -56,6 +56,9 @@ type Backend interface {
 	// one result per target, in order. A failure to realise one target is a
 	// result, not an error.
 	BuildPaths(ctx context.Context, targets []wire.DerivedPath, mode uint64) ([]wire.KeyedBuildResult, error)
+	// BuildDerivation builds a derivation handed over inline (op 36); a
+	// failed build is a result, not an error.
+	BuildDerivation(ctx context.Context, drvPath string, d BasicDerivation, mode uint64) (wire.BuildResult, error)
 
 	// NarFromPath writes the path's NAR serialisation to w.
 	NarFromPath(ctx context.Context, path string, w io.Writer) error

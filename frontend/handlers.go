@@ -527,47 +527,6 @@ func opBuildPaths(c *conn) error {
 	return c.reply(func(w *wire.Writer) { w.U64(1) })
 }
 
-func opBuildDerivation(c *conn) error {
-	if _, err := c.path("derivation path"); err != nil {
-		return err
-	}
-	if err := c.skipBasicDerivation(); err != nil {
-		return err
-	}
-	if _, err := wire.ReadBuildMode(c.r); err != nil {
-		return err
-	}
-	return c.notImplemented()
-}
-
-// skipBasicDerivation reads a BasicDerivation (§4.1) with caps.
-func (c *conn) skipBasicDerivation() error {
-	n, err := c.r.Uint(wire.MaxSmallString, "derivation outputs")
-	if err != nil {
-		return err
-	}
-	for range n {
-		for _, what := range []string{"output name", "output path", "output hash algorithm", "output hash"} {
-			if _, err := c.r.String(wire.MaxPathLen, what); err != nil {
-				return err
-			}
-		}
-	}
-	if _, err := c.pathSet("input sources"); err != nil {
-		return err
-	}
-	for _, what := range []string{"platform", "builder"} {
-		if _, err := c.r.String(wire.MaxPathLen, what); err != nil {
-			return err
-		}
-	}
-	if _, err := c.r.Strings(wire.MaxCount, wire.MaxTextLen, "builder arguments"); err != nil {
-		return err
-	}
-	_, err = c.r.Pairs(wire.MaxCount, wire.MaxSmallString, wire.MaxTextLen, "environment")
-	return err
-}
-
 func opRegisterDrvOutput(c *conn) error {
 	if !c.v.AtLeast(31) {
 		if _, err := c.r.String(wire.MaxSmallString, "derivation output id"); err != nil {

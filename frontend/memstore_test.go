@@ -393,6 +393,11 @@ func (m *memStore) NarFromPath(ctx context.Context, p string, w io.Writer) error
 	return err
 }
 
+// BuildDerivation: this store cannot build.
+func (m *memStore) BuildDerivation(ctx context.Context, drvPath string, d BasicDerivation, mode uint64) (wire.BuildResult, error) {
+	return wire.BuildResult{}, Errorf("this store cannot build '%s'", drvPath)
+}
+
 // BuildPaths realises only what is already there: this store cannot build.
 func (m *memStore) BuildPaths(ctx context.Context, targets []wire.DerivedPath, mode uint64) ([]wire.KeyedBuildResult, error) {
 	var out []wire.KeyedBuildResult

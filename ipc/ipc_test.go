@@ -127,6 +127,8 @@ func samples() []msg.Message {
 		&msg.DrvOutputs{Names: msg.Strings{"out"}, Paths: msg.StorePaths{testP2}},
 		&msg.Build{Targets: msg.BuildTargets{{Path: testP1, Built: true}}},
 		&msg.BuildEvent{Type: msg.EventStart, Drv: testP1, Text: "building"},
+		&msg.BuildDerivation{DrvPath: testP1, Drv: msg.Drv{Outputs: msg.DrvOutputList{{Name: "out", Path: string(testP2)}},
+			Platform: "x86_64-linux", Builder: "/bin/sh"}},
 		&msg.QueryMissing{Targets: msg.BuildTargets{{Path: testP1}}},
 		&msg.Missing{WillBuild: msg.StorePaths{testP1}, WillSubstitute: msg.StorePaths{testP2}, DownloadSize: 1, NarSize: 2},
 		&msg.FetchJob{Caches: msg.Strings{"http://127.0.0.1:8080/cache"}, StoreDir: testDir},

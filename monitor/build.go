@@ -218,7 +218,13 @@ func (r *buildRequest) target(p storepath.Path, t msg.BuildTarget) msg.BuildResu
 				ErrorMsg: fmt.Sprintf("derivation '%s' does not have wanted outputs '%s'", shown, w)}
 		}
 	}
-	o := r.realise(v, 0)
+	return r.result(v, r.realise(v, 0), wanted)
+}
+
+// result is the BuildResult of a target: its status, and the wanted
+// outputs once they are valid.
+func (r *buildRequest) result(v *verifiedDrv, o *outcome, wanted []string) msg.BuildResult {
+	m := r.s.m
 	res := msg.BuildResult{Status: o.status, ErrorMsg: trimText(o.msg)}
 	if o.built {
 		res.TimesBuilt = 1

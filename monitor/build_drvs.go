@@ -37,6 +37,9 @@ type verifiedDrv struct {
 	hashMod nixhash.Hash              // unmasked hash modulo, what referrers hash in
 	outHash nixhash.Hash              // masked hash modulo: names the outputs' realisations
 	outputs map[string]storepath.Path // output name → path
+	// inline: handed over by BuildDerivation (build_inline.go), not read
+	// from the store: never memoised, its outputs not recorded
+	inline bool
 }
 
 // drvMemo holds every derivation verified since the monitor started.
@@ -334,6 +337,9 @@ func drvFail(kind error, format string, args ...any) error {
 // registerDrvOutputs records v's outputs in the database (what
 // QueryDerivationOutputMap and --valid-derivers read).
 func (m *Monitor) registerDrvOutputs(v *verifiedDrv) error {
+	if v.inline {
+		return nil
+	}
 	return m.store.with(func(db *storedb.DB) error {
 		have, err := db.DerivationOutputs(v.path)
 		if err != nil {

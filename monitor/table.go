@@ -36,6 +36,7 @@ var table = map[msg.Kind]route{
 	// Derivations and builds (build*.go).
 	msg.KindQueryDrvOutputs: {roleFrontend, 0, handleQueryDrvOutputs},
 	msg.KindBuild:           {roleFrontend, 0, handleBuild},
+	msg.KindBuildDerivation: {roleFrontend, 0, handleBuildDerivation}, // build_inline.go
 	msg.KindQueryMissing:    {roleFrontend, flagRO, handleQueryMissing},
 
 	// Substitution (substitute*.go; builds and QueryMissing use it too).

@@ -14,6 +14,7 @@ import (
 	"privnix/frontend"
 	"privnix/frontend/wire"
 	"privnix/internal/rawsock"
+	"privnix/ipc"
 	"privnix/ipc/msg"
 )
 
@@ -100,23 +101,55 @@ func (b *backend) BuildPaths(ctx context.Context, targets []wire.DerivedPath, mo
 	out := make([]wire.KeyedBuildResult, len(targets))
 	for i, r := range res.Results {
 		out[i].Path = targets[i]
-		out[i].Status = r.Status
-		out[i].ErrorMsg = r.ErrorMsg
-		out[i].TimesBuilt = r.TimesBuilt
-		out[i].StartTime, out[i].StopTime = uint64(max(r.StartTime, 0)), uint64(max(r.StopTime, 0))
-		if r.HashModulo != "" {
-			for j, name := range r.OutputNames {
-				id := "sha256:" + r.HashModulo + "!" + name
-				_, base := r.OutputPaths[j].Split()
-				out[i].BuiltOutputs = append(out[i].BuiltOutputs, wire.Pair{Key: id, Value: wire.Realisation{ID: id, OutPath: base}.JSON()})
-			}
-		}
+		out[i].BuildResult = wireResult(r)
 	}
 	return out, nil
 }
 
-// build sends a Build and relays its events until the results come.
-func (b *backend) build(ctx context.Context, req *msg.Build) (*msg.BuildResults, error) {
+// wireResult is a monitor's BuildResult as the worker protocol has it.
+func wireResult(r msg.BuildResult) wire.BuildResult {
+	out := wire.BuildResult{Status: r.Status, ErrorMsg: r.ErrorMsg, TimesBuilt: r.TimesBuilt,
+		StartTime: uint64(max(r.StartTime, 0)), StopTime: uint64(max(r.StopTime, 0))}
+	if r.HashModulo != "" {
+		for j, name := range r.OutputNames {
+			id := "sha256:" + r.HashModulo + "!" + name
+			_, base := r.OutputPaths[j].Split()
+			out.BuiltOutputs = append(out.BuiltOutputs, wire.Pair{Key: id, Value: wire.Realisation{ID: id, OutPath: base}.JSON()})
+		}
+	}
+	return out
+}
+
+// BuildDerivation hands the inline derivation to the monitor, which
+// decides whether this user may build it, and builds it as BuildPaths does.
+func (b *backend) BuildDerivation(ctx context.Context, drvPath string, d frontend.BasicDerivation, mode uint64) (wire.BuildResult, error) {
+	req := &msg.BuildDerivation{DrvPath: msg.StorePath(drvPath), Mode: mode, Drv: msg.Drv{
+		InputSrcs: d.InputSrcs, Platform: d.Platform, Builder: d.Builder, Args: d.Args}}
+	for _, o := range d.Outputs {
+		req.Drv.Outputs = append(req.Drv.Outputs, msg.DrvOutput{Name: o.Name, Path: o.Path, HashAlgo: o.HashAlgo, Hash: o.Hash})
+	}
+	for _, e := range d.Env {
+		req.Drv.Env = append(req.Drv.Env, msg.KV{Key: e.Key, Value: e.Value})
+	}
+	if err := req.Validate(); err != nil {
+		return wire.BuildResult{}, frontend.Errorf("privnix cannot take this derivation: %v", err)
+	}
+	if body, err := msg.Encode(nil, req); err != nil || len(body) > ipc.MaxFrame {
+		return wire.BuildResult{}, frontend.Errorf("the derivation is larger than privnix takes inline (%d bytes)", ipc.MaxFrame)
+	}
+	res, err := b.build(ctx, req)
+	if err != nil {
+		return wire.BuildResult{}, err
+	}
+	if len(res.Results) != 1 {
+		return wire.BuildResult{}, fmt.Errorf("monitor answered %d results for one derivation", len(res.Results))
+	}
+	return wireResult(res.Results[0]), nil
+}
+
+// build sends a Build or BuildDerivation and relays its events until the
+// results come.
+func (b *backend) build(ctx context.Context, req msg.Message) (*msg.BuildResults, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if err := b.mon.Send(req); err != nil {

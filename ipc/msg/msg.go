@@ -80,6 +80,7 @@ var channels = [][]Spec{
 	adminTable,
 	fetchTable,
 	substTable,
+	inlineTable,
 }
 
 var registry = buildRegistry(channels)

@@ -27,6 +27,9 @@ func TestMain(m *testing.M) {
 	if sock := os.Getenv("PRIVNIX_TEST_QUERY"); sock != "" {
 		os.Exit(queryHolder(sock))
 	}
+	if sock := os.Getenv("PRIVNIX_TEST_BUILDDRV"); sock != "" {
+		os.Exit(buildDrvClient(sock)) // build_inline_test.go
+	}
 	os.Exit(m.Run())
 }
 
