@@ -44,6 +44,11 @@ type Backend interface {
 	// FindRoots lists the GC roots as (link, store path) pairs (op 14); one
 	// link may name several paths ("{censored}").
 	FindRoots(ctx context.Context) ([]GCRoot, error)
+	// VerifyStore checks the store (op 35; repair by untrusted clients is
+	// refused before the call) and reports whether errors remain.
+	VerifyStore(ctx context.Context, checkContents, repair bool) (errors bool, err error)
+	// OptimiseStore hard-links identical files (op 34).
+	OptimiseStore(ctx context.Context) error
 	AddSignatures(ctx context.Context, path string, sigs []string) error
 
 	// AddTextToStore writes a text file (a .drv) with references; it returns the store path.

@@ -473,7 +473,8 @@ func opAddPermRoot(c *conn) error {
 }
 
 func opVerifyStore(c *conn) error {
-	if _, err := c.r.Bool(); err != nil { // checkContents
+	checkContents, err := c.r.Bool()
+	if err != nil {
 		return err
 	}
 	repair, err := c.r.Bool()
@@ -486,7 +487,11 @@ func opVerifyStore(c *conn) error {
 	if repair && !c.sess.Trusted {
 		return Errorf("you are not privileged to repair paths")
 	}
-	return ErrNotImplemented
+	errors, err := c.b.VerifyStore(c.opContext(), checkContents, repair)
+	if err != nil {
+		return err
+	}
+	return c.reply(func(w *wire.Writer) { w.Bool(errors) })
 }
 
 // Builds and realisations: decoded in full, not implemented yet.

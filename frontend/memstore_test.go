@@ -304,6 +304,12 @@ func (m *memStore) CollectGarbage(ctx context.Context, req GCRequest) (GCResult,
 }
 
 // FindRoots: the temporary roots, censored as for an untrusted client.
+func (m *memStore) VerifyStore(ctx context.Context, checkContents, repair bool) (bool, error) {
+	return false, nil
+}
+
+func (m *memStore) OptimiseStore(ctx context.Context) error { return nil }
+
 func (m *memStore) FindRoots(ctx context.Context) ([]GCRoot, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -32,6 +32,7 @@ var table = map[msg.Kind]route{
 	msg.KindSetOptions:      {roleFrontend, 0, handleSetOptions},
 	msg.KindCollectGarbage:  {roleFrontend, 0, handleCollectGarbage},
 	msg.KindFindRoots:       {roleFrontend, flagRO, handleFindRoots},
+	msg.KindVerifyStore:     {roleFrontend, 0, handleVerifyStore},
 
 	// Derivations and builds (build*.go).
 	msg.KindQueryDrvOutputs: {roleFrontend, 0, handleQueryDrvOutputs},

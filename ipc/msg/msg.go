@@ -74,6 +74,7 @@ var channels = [][]Spec{
 	rootsTable,
 	optionsTable,
 	gcTable,
+	maintTable,
 	storeTable,
 	buildTable,
 	drvTable,
