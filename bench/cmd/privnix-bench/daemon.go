@@ -68,7 +68,7 @@ func newStore(parent, name string, cred *syscall.Credential) (*Store, error) {
 	if err := os.Chown(s.Home, int(cred.Uid), int(cred.Gid)); err != nil {
 		return nil, err
 	}
-	if err := os.WriteFile(filepath.Join(s.ConfDir, "nix.conf"), []byte(nixConf), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(s.ConfDir, "nix.conf"), []byte(nixConf+substituterConf(root)), 0o644); err != nil {
 		return nil, err
 	}
 	return s, nil

@@ -378,7 +378,6 @@ func (rep *Report) write(dir string) error {
 		}
 		fmt.Fprintln(f)
 	}
-	fmt.Fprintf(f, "Substitution of a 1,000-path closure: not measured (neither store has a substituter; privnix has none yet).\n\n")
 	if rep.Profile != nil {
 		fmt.Fprintf(f, "## Profile (PROFILE=1)\n\nSlowest workload: %s. %s\n", orDash(rep.Profile.Workload), rep.Profile.Note)
 		for _, p := range rep.Profile.Files {

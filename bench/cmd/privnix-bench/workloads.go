@@ -310,6 +310,7 @@ func groups(in *Inputs, self string, loadDur time.Duration) []*Group {
 					return err
 				}},
 		}},
+		substGroup(in),
 	}
 }
 
