@@ -96,6 +96,8 @@ func samples() []msg.Message {
 		&msg.Paths{Paths: msg.StorePaths{testP1, testP2}},
 		&msg.AddTempRoot{Path: testP1},
 		&msg.OpenGeneration{},
+		&msg.QueryReferrers{Paths: msg.StorePaths{testP1}},
+		&msg.Referrers{Entries: msg.ReferrersList{{Path: testP2, Referrers: msg.StorePaths{testP1}}}},
 		&msg.Generation{},
 		&msg.QueryPathInfos{Paths: msg.StorePaths{testP2}, Closure: 1},
 		&msg.PathInfos{Infos: msg.PathInfoList{{Path: testP1, NarHash: testH, References: msg.StorePaths{testP2}, NarSize: 42}}},

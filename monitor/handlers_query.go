@@ -192,3 +192,46 @@ func infoSize(i *msg.PathInfo) int {
 	}
 	return n
 }
+
+// handleQueryReferrers answers the referrers of a batch of paths, with part
+// of their referrers' closure, from one snapshot of the database.
+func handleQueryReferrers(s *session, req msg.Message, _ []*os.File) (reply, error) {
+	q := req.(*msg.QueryReferrers)
+	ps, err := s.paths(q.Paths)
+	if err != nil {
+		return reply{}, err
+	}
+	var entries []storedb.PathReferrers
+	if err := s.m.store.with(func(db *storedb.DB) (e error) { entries, e = db.ReferrersClosure(ps, int(q.Closure)); return }); err != nil {
+		return s.failed("QueryReferrers", err), nil
+	}
+	const budget = msg.MaxBody / 2
+	var rep reply
+	cur, size := &msg.Referrers{}, 0
+	// add appends an entry, starting a new frame when this one is full.
+	add := func(e msg.ReferrersOf, n int) {
+		if len(cur.Entries) > 0 && (len(cur.Entries) == msg.MaxPathInfos || size+n > budget) {
+			cur.More = true
+			rep.msgs = append(rep.msgs, cur)
+			cur, size = &msg.Referrers{}, 0
+		}
+		cur.Entries = append(cur.Entries, e)
+		size += n
+	}
+	for _, e := range entries {
+		path := msg.StorePath(s.m.store.dir.String(e.Path))
+		part, n := msg.ReferrersOf{Path: path}, 8+len(path)
+		for _, r := range e.Referrers {
+			abs := s.m.store.dir.String(r)
+			if len(part.Referrers) == msg.MaxPaths || n+len(abs)+8 > budget {
+				add(part, n) // the rest continues in the next entry for the same path
+				part, n = msg.ReferrersOf{Path: path}, 8+len(path)
+			}
+			part.Referrers = append(part.Referrers, msg.StorePath(abs))
+			n += len(abs) + 8
+		}
+		add(part, n)
+	}
+	rep.msgs = append(rep.msgs, cur)
+	return rep, nil
+}

@@ -23,6 +23,7 @@ var table = map[msg.Kind]route{
 	msg.KindQueryPaths:      {roleFrontend, flagRO, handleQueryPaths},
 	msg.KindQueryPathInfos:  {roleFrontend, flagRO, handleQueryPathInfos},
 	msg.KindOpenGeneration:  {roleFrontend, flagRO, handleOpenGeneration},
+	msg.KindQueryReferrers:  {roleFrontend, flagRO, handleQueryReferrers},
 	msg.KindAddTempRoot:     {roleFrontend, 0, handleAddTempRoot},
 	msg.KindBeginUpload:     {roleFrontend, 0, handleBeginUpload},
 	msg.KindFinishUpload:    {roleFrontend, 0, handleFinishUpload},

@@ -186,7 +186,25 @@ func (b *backend) QueryPathInfo(ctx context.Context, path string) (*wire.Unkeyed
 }
 
 func (b *backend) QueryReferrers(ctx context.Context, path string) ([]string, error) {
-	return b.callPaths(&msg.QueryPaths{Op: msg.PathsReferrers, Paths: msg.StorePaths{msg.StorePath(path)}})
+	gen, caching := b.current()
+	if caching {
+		if rs, ok := b.cache.lookupReferrers(gen, path); ok {
+			return rs, nil
+		}
+		if b.cache.walkingBack(path) {
+			if err := b.fetchReferrers(gen, path, prefetch-1); err != nil {
+				return nil, err
+			}
+			if rs, ok := b.cache.lookupReferrers(gen, path); ok {
+				return rs, nil
+			}
+		}
+	}
+	rs, err := b.callPaths(&msg.QueryPaths{Op: msg.PathsReferrers, Paths: msg.StorePaths{msg.StorePath(path)}})
+	if caching && err == nil {
+		b.cache.putReferrers(gen, path, rs)
+	}
+	return rs, err
 }
 
 func (b *backend) QueryPathFromHashPart(ctx context.Context, hashPart string) (string, error) {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"slices"
 	"sync"
 
 	"privnix/frontend/wire"
@@ -32,6 +33,8 @@ type cache struct {
 	valid map[string]bool                       // IsValidPath answers
 	infos map[string]*wire.UnkeyedValidPathInfo // QueryPathInfo answers; nil = not valid
 	refs  map[string]bool                       // references of the infos held
+	rdrs  map[string][]string                   // QueryReferrers answers
+	back  map[string]bool                       // referrers held (a referrers closure asks these next)
 
 	list []string       // the last list of paths the client got (a hint, kept across generations)
 	pos  map[string]int // index in list
@@ -58,11 +61,13 @@ func (b *backend) current() (gen uint64, ok bool) {
 	if c.view == nil {
 		return 0, false
 	}
-	if g := c.view.Load(); g != c.gen || len(c.infos)+len(c.valid) > maxEntries {
+	if g := c.view.Load(); g != c.gen || len(c.infos)+len(c.valid)+len(c.rdrs) > maxEntries {
 		c.gen = g
 		c.valid = map[string]bool{}
 		c.infos = map[string]*wire.UnkeyedValidPathInfo{}
 		c.refs = map[string]bool{}
+		c.rdrs = map[string][]string{}
+		c.back = map[string]bool{}
 	}
 	return c.gen, true
 }
@@ -140,16 +145,62 @@ func (c *cache) putInfo(gen uint64, p string, info *wire.UnkeyedValidPathInfo) {
 	c.infos[p] = info
 }
 
+// lookupReferrers answers QueryReferrers from the cache; the caller gets its
+// own copy.
+func (c *cache) lookupReferrers(gen uint64, p string) ([]string, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if gen != c.gen {
+		return nil, false
+	}
+	rs, ok := c.rdrs[p]
+	return slices.Clone(rs), ok
+}
+
+func (c *cache) putReferrers(gen uint64, p string, rs []string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if gen != c.gen {
+		return
+	}
+	c.rdrs[p] = slices.Clone(rs)
+	for _, r := range rs {
+		c.back[r] = true
+	}
+}
+
+// walkingBack says whether p is a referrer of a path held: the client is
+// computing a referrers closure.
+func (c *cache) walkingBack(p string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.back[p]
+}
+
 // ahead says what to fetch with p: the paths (p first) and how much of
 // their closure; nil when the client does not seem to be walking. A
 // reference of a path held is taken to start a closure walk (clients compute
 // closures and topological sorts reference by reference); a path of the last
-// list the client got, a walk along that list.
+// list the client got, a walk along that list; a referrer of a path whose
+// referrers it asked for, a walk through the referrers it got.
 func (c *cache) ahead(p string) (paths []string, closure int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.refs[p] {
 		return []string{p}, prefetch - 1
+	}
+	if c.back[p] {
+		// A referrers closure: the client goes on to the other referrers.
+		paths = []string{p}
+		for q := range c.back {
+			if len(paths) == prefetch {
+				break
+			}
+			if _, held := c.infos[q]; !held && q != p {
+				paths = append(paths, q)
+			}
+		}
+		return paths, 0
 	}
 	i, ok := c.pos[p]
 	if !ok {
@@ -219,6 +270,50 @@ func (b *backend) fetchInfos(gen uint64, paths []string, closure int) error {
 			return nil
 		default:
 			return fmt.Errorf("monitor answered QueryPathInfos with %v", ans.Kind())
+		}
+	}
+}
+
+// fetchReferrers asks the monitor for p's referrers and those of part of its
+// referrers' closure, and caches them.
+func (b *backend) fetchReferrers(gen uint64, p string, closure int) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err := b.mon.Send(&msg.QueryReferrers{Paths: msg.StorePaths{msg.StorePath(p)}, Closure: uint64(closure)}); err != nil {
+		return fmt.Errorf("asking the monitor: %w", err)
+	}
+	got := map[string][]string{}
+	var order []string
+	for {
+		ans, fds, err := b.mon.Recv()
+		closeAll(fds)
+		if err != nil {
+			return fmt.Errorf("the monitor's answer: %w", err)
+		}
+		switch a := ans.(type) {
+		case *msg.Error:
+			return fromMonitorError(a)
+		case *msg.Referrers:
+			for _, e := range a.Entries {
+				path := string(e.Path)
+				if _, ok := got[path]; !ok {
+					order = append(order, path)
+				}
+				rs := got[path]
+				for _, r := range e.Referrers {
+					rs = append(rs, string(r))
+				}
+				got[path] = rs
+			}
+			if a.More {
+				continue
+			}
+			for _, path := range order {
+				b.cache.putReferrers(gen, path, got[path])
+			}
+			return nil
+		default:
+			return fmt.Errorf("monitor answered QueryReferrers with %v", ans.Kind())
 		}
 	}
 }

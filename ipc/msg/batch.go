@@ -17,6 +17,9 @@ import (
 //	  │ ── QueryPathInfos{Paths, Closure} ─────▶ │
 //	  │ ◀──────── PathInfos{More: true} ... ──── │  zero or more, when the answer
 //	  │ ◀──────── PathInfos{More: false} ─────── │  does not fit in one frame
+//	  │ ── QueryReferrers{Paths, Closure} ─────▶ │
+//	  │ ◀──────── Referrers{More: true} ... ──── │
+//	  │ ◀──────── Referrers{More: false} ─────── │
 //
 // Any request may also be answered with Error.
 const (
@@ -24,6 +27,8 @@ const (
 	KindGeneration     Kind = 0x0209
 	KindQueryPathInfos Kind = 0x020a // answered with PathInfos frames
 	KindPathInfos      Kind = 0x020b
+	KindQueryReferrers Kind = 0x020c // answered with Referrers frames
+	KindReferrers      Kind = 0x020d
 )
 
 // MaxPathInfos bounds one PathInfos frame's list and QueryPathInfos' Closure.
@@ -94,9 +99,67 @@ func (m PathInfos) Validate() error {
 	return nil
 }
 
+// QueryReferrers asks for the referrers of each of Paths, then of up to
+// Closure more paths of their referrers' closure (breadth first, each path
+// once).
+type QueryReferrers struct {
+	_msgpack struct{} `msgpack:",as_array"`
+	Paths    StorePaths
+	Closure  uint64
+}
+
+func (QueryReferrers) Kind() Kind { return KindQueryReferrers }
+func (m QueryReferrers) Validate() error {
+	if len(m.Paths) == 0 || len(m.Paths) > MaxPathInfos {
+		return fmt.Errorf("%d paths, want 1 to %d", len(m.Paths), MaxPathInfos)
+	}
+	if m.Closure > MaxPathInfos {
+		return fmt.Errorf("closure of %d paths, at most %d", m.Closure, MaxPathInfos)
+	}
+	return field("Paths", m.Paths.Validate())
+}
+
+// ReferrersOf is one path's valid referrers. A list too long for one frame
+// continues in the next entries for the same path.
+type ReferrersOf struct {
+	_msgpack  struct{} `msgpack:",as_array"`
+	Path      StorePath
+	Referrers StorePaths
+}
+
+// ReferrersList is a list of at most MaxPathInfos entries.
+type ReferrersList []ReferrersOf
+
+// DecodeMsgpack implements msgpack.CustomDecoder.
+func (l *ReferrersList) DecodeMsgpack(d *msgpack.Decoder) error {
+	return DecodeList(d, MaxPathInfos, (*[]ReferrersOf)(l))
+}
+
+// Referrers answers QueryReferrers, in frames like PathInfos.
+type Referrers struct {
+	_msgpack struct{} `msgpack:",as_array"`
+	Entries  ReferrersList
+	More     bool
+}
+
+func (Referrers) Kind() Kind { return KindReferrers }
+func (m Referrers) Validate() error {
+	if len(m.Entries) > MaxPathInfos {
+		return fmt.Errorf("%d entries, at most %d", len(m.Entries), MaxPathInfos)
+	}
+	for i, e := range m.Entries {
+		if err := firstErr(field("Path", e.Path.Validate()), field("Referrers", e.Referrers.Validate())); err != nil {
+			return fmt.Errorf("Entries[%d]: %w", i, err)
+		}
+	}
+	return nil
+}
+
 var batchTable = []Spec{
 	row[OpenGeneration](0),
 	row[Generation](1),
 	row[QueryPathInfos](0),
 	row[PathInfos](0),
+	row[QueryReferrers](0),
+	row[Referrers](0),
 }

@@ -40,6 +40,8 @@ var samples = []Message{
 	&Paths{Paths: StorePaths{testP1}, More: true},
 	&AddTempRoot{Path: testP2},
 	&OpenGeneration{},
+	&QueryReferrers{Paths: StorePaths{testP1}, Closure: 5},
+	&Referrers{Entries: ReferrersList{{Path: testP1, Referrers: StorePaths{testP1, testP2}}, {Path: testP2}}, More: true},
 	&Generation{},
 	&QueryPathInfos{Paths: StorePaths{testP1, testP2}, Closure: 100},
 	&PathInfos{Infos: PathInfoList{{Path: testP1, NarHash: testHash, References: StorePaths{testP2}, NarSize: 7},

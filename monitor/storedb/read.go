@@ -193,6 +193,50 @@ func (db *DB) ClosureInfos(ps []storepath.Path, extra int) ([]PathInfo, error) {
 	return out, err
 }
 
+// PathReferrers is one path's valid referrers, sorted by base.
+type PathReferrers struct {
+	Path      storepath.Path
+	Referrers []storepath.Path
+}
+
+// maxClosureReferrers bounds the referrers ReferrersClosure reads.
+const maxClosureReferrers = 1 << 16
+
+// ReferrersClosure returns, from one snapshot, the referrers of each of ps,
+// then of up to extra more paths of their referrers' closure, breadth first,
+// each path once. It stops early, with whole entries, past
+// maxClosureReferrers referrers read in all.
+func (db *DB) ReferrersClosure(ps []storepath.Path, extra int) ([]PathReferrers, error) {
+	var out []PathReferrers
+	err := db.view("referrers closure", func(txn *badger.Txn) error {
+		seen := make(map[storepath.Path]bool, len(ps)+extra)
+		queue := make([]storepath.Path, 0, len(ps)+extra)
+		for _, p := range ps {
+			if !seen[p] {
+				seen[p] = true
+				queue = append(queue, p)
+			}
+		}
+		limit, read := len(queue)+extra, 0
+		for i := 0; i < len(queue) && i < limit && read < maxClosureReferrers; i++ {
+			refs, err := scanSecond(txn, referrerPrefix(queue[i]), prefixReferrer)
+			if err != nil {
+				return err
+			}
+			read += len(refs)
+			out = append(out, PathReferrers{Path: queue[i], Referrers: refs})
+			for _, r := range refs {
+				if !seen[r] {
+					seen[r] = true
+					queue = append(queue, r)
+				}
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
 // ValidAmong returns those of ps that are valid, in ps's order.
 func (db *DB) ValidAmong(ps []storepath.Path) ([]storepath.Path, error) {
 	var valid []storepath.Path

@@ -127,3 +127,40 @@ func TestClosureInfos(t *testing.T) {
 		}
 	}
 }
+
+// ReferrersClosure: the asked paths' referrers, then their referrers'
+// closure breadth first, cut at extra, each path once; equal to Referrers.
+func TestReferrersClosure(t *testing.T) {
+	db := newTestDB(t)
+	a, b, c, d := mkPath(t, "a"), mkPath(t, "b"), mkPath(t, "c"), mkPath(t, "d")
+	mustRegister(t, db, []PathInfo{mkInfo(d), mkInfo(c, d), mkInfo(b, c, d), mkInfo(a, a, b)}, nil)
+	gone := mkPath(t, "gone")
+	for _, tt := range []struct {
+		ps    []storepath.Path
+		extra int
+		want  []storepath.Path
+	}{
+		{[]storepath.Path{d}, 0, []storepath.Path{d}},
+		{[]storepath.Path{d, gone, d}, 1, []storepath.Path{d, gone, b}},
+		{[]storepath.Path{d}, 10, []storepath.Path{d, b, c, a}},
+	} {
+		got, err := db.ReferrersClosure(tt.ps, tt.extra)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var paths []storepath.Path
+		for _, e := range got {
+			paths = append(paths, e.Path)
+			want, err := db.Referrers(e.Path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(bases(e.Referrers), bases(want)) {
+				t.Errorf("referrers of %s: %v, want %v", e.Path.Base(), bases(e.Referrers), bases(want))
+			}
+		}
+		if !slices.Equal(bases(paths), bases(tt.want)) {
+			t.Errorf("ReferrersClosure(%v, %d) visits %v, want %v", bases(tt.ps), tt.extra, bases(paths), bases(tt.want))
+		}
+	}
+}

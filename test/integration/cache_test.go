@@ -18,7 +18,8 @@ import (
 )
 
 // queryHolder is the test binary run with PRIVNIX_TEST_QUERY=<socket>: one
-// connection, kept open, answering "valid PATH" and "info PATH" lines read
+// connection, kept open, answering "valid PATH", "info PATH" and
+// "referrers PATH" lines read
 // from stdin with one line each on stdout. A frontend caches answers per
 // connection: this is the connection that would see a stale one.
 func queryHolder(sock string) int {
@@ -38,6 +39,9 @@ func queryHolder(sock string) int {
 		case "valid":
 			ok, err := c.IsValidPath(p)
 			fmt.Println(ok, err)
+		case "referrers":
+			rs, err := c.QueryReferrers(p)
+			fmt.Println(strings.Join(rs, ","), err)
 		case "info":
 			info, err := c.QueryPathInfo(p)
 			switch {
@@ -61,9 +65,9 @@ in { first = f 0; middle = f 1; last = f 2; }
 `
 
 // A connection that asked about paths before sees every change made since by
-// other connections (adds, deletions, re-adds), for validity and path infos,
-// including infos its frontend fetched ahead along references; the answers
-// equal nix-daemon's.
+// other connections (adds, deletions, re-adds), for validity, path infos and
+// referrers, including what its frontend fetched ahead along references and
+// referrers; the answers equal nix-daemon's.
 func TestQueriesSeeOtherConnectionsWrites(t *testing.T) {
 	testenv.RequireRoot(t)
 	testenv.RequireNix(t)
@@ -154,18 +158,35 @@ func cacheScenario(t *testing.T, s *testenv.Store, in string) map[string]string 
 			}
 		}
 	}
+	back := func(step string, wantLast bool) {
+		t.Helper()
+		// First up its referrers (a client computing a referrers closure).
+		want := map[string]string{chain.First: chain.Middle, chain.Middle: chain.Last, chain.Last: ""}
+		if !wantLast {
+			want[chain.Middle] = ""
+		}
+		for _, p := range []string{chain.First, chain.Middle, chain.Last} {
+			if !wantLast && p == chain.Last {
+				break
+			}
+			expect(step, "referrers "+p, strings.TrimSpace(want[p]+" <nil>"))
+		}
+	}
 	expect("valid", "valid "+chain.Last, "true <nil>")
 	walk("valid")
+	back("valid", true)
 	expect("valid again", "valid "+chain.Last, "true <nil>")
 
 	run("delete last", "nix-store", "--delete", chain.Last)
 	expect("after delete", "valid "+chain.Last, "false <nil>")
 	expect("after delete", "info "+chain.Last, "invalid")
 	expect("after delete", "valid "+chain.Middle, "true <nil>")
+	back("after delete", false)
 
 	instantiate("re-add chain")
 	expect("after re-add", "valid "+chain.Last, "true <nil>")
 	walk("after re-add")
+	back("after re-add", true)
 
 	run("delete chain", "nix-store", "--delete", chain.Last, chain.Middle, chain.First)
 	for _, p := range []string{chain.Last, chain.Middle, chain.First} {
