@@ -60,6 +60,11 @@ func (r *buildRequest) run(v *verifiedDrv, u buildUser, mode uint64, o *outcome)
 		internal("running the builder", err)
 		return
 	}
+	defer func() {
+		if !o.ok() && !o.stopped && res.failed == nil && b.set.KeepFailed {
+			r.keepBuildDir(b)
+		}
+	}()
 	if res.cancelled {
 		r.s.audit.Info("build killed: its request was abandoned and no other waits for it", "drv", shownDrv, "uid", u.uid)
 		o.status, o.stopped = statusMiscFailure, true
@@ -141,10 +146,28 @@ type preparedBuild struct {
 	network bool
 	check   bool // compare the outputs with the valid ones instead of registering them
 	repair  bool // replace outputs that are valid (corrupted) with the rebuilt ones
+	keep    bool // keep-failed: the build root stays (keepBuildDir)
+}
+
+// keepBuildDir is keep-failed (-K): a failed build's root is not removed
+// and the client is told where its build directory is, as Nix 2.8 does.
+// Unlike Nix 2.8 (which makes /tmp/nix-build-* 0755, still the build
+// user's), it stays where it is: beneath the root-only staging directory,
+// so only root can look at it, and no one can write into a tree a build
+// user owns (CVE-2024-38531). It goes when privnixd next cleans the
+// staging directory (a restart, or a store that was replaced).
+func (r *buildRequest) keepBuildDir(b *preparedBuild) {
+	b.keep = true
+	dir := filepath.Join(r.s.m.cfg.Paths.StagingDir(), b.root.ID(), "build")
+	r.event(msg.EventPlainError, b.v.path, fmt.Sprintf("note: keeping build directory '%s'", dir))
+	r.s.log.Info("failed build directory kept", "drv", r.s.m.store.dir.String(b.v.path), "dir", dir)
 }
 
 func (b *preparedBuild) cleanup() {
 	closeAll(b.view, b.dir)
+	if b.keep {
+		return
+	}
 	if err := b.root.Discard(); err != nil {
 		b.m.log.Error("removing a build root failed", "staging", b.root.ID(), "err", err)
 	}

@@ -3,7 +3,9 @@ package integration
 import (
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 
 	"privnix/internal/testenv"
@@ -76,6 +78,7 @@ func modesScenario(t *testing.T, s *testenv.Store, in string) map[string]string 
 	out["closure repaired content"] = string(c)
 	nb("feature", a, filepath.Join(in, "feature.nix"))
 	nb("othersys", a, filepath.Join(in, "othersys.nix"))
+	nb("keep failed", a, "-K", filepath.Join(in, "quickfail.nix"))
 	run("instantiate quickfail", a, "nix-instantiate", filepath.Join(in, "quickfail.nix"))
 	run("instantiate slowok", a, "nix-instantiate", filepath.Join(in, "slowok.nix"))
 	run("realise no keep-going", a, "nix-store", "-r", out["instantiate quickfail"], out["instantiate slowok"])
@@ -98,10 +101,14 @@ func TestBuildModes(t *testing.T) {
 	modesExprs(t, in)
 	testenv.StartPrivnixd(t, s)
 	got := modesScenario(t, s, in)
+	checkKept(t, s, keptDir(got["keep failed (stderr)"]))
 	s.Reset(t)
 	nd := testenv.StartNixDaemon(t, s)
 	want := modesScenario(t, s, in)
 	nd.Stop(t)
+	if d := keptDir(want["keep failed (stderr)"]); strings.HasPrefix(d, "/tmp/nix-build-quickfail.drv-") {
+		os.RemoveAll(d) // nix-daemon's, in /tmp
+	}
 	for step, w := range want {
 		switch step {
 		case "repair untrusted (stderr)":
@@ -109,6 +116,11 @@ func TestBuildModes(t *testing.T) {
 			// nix-build adds the .drv with repair set (nix-daemon 2.8 lets
 			// that upload repair); the error text is the same.
 			continue
+		case "keep failed (stderr)":
+			// nix-daemon 2.8 keeps it in /tmp (mode 0755, the build user's);
+			// privnixd where only root reaches it (checkKept).
+			got[step] = keptNote.ReplaceAllString(got[step], "$1<dir>'")
+			w = keptNote.ReplaceAllString(w, "$1<dir>'")
 		case "realise no keep-going (stderr)", "realise keep-going (stderr)":
 			// Two builds start at once: their lines come in any order.
 			got[step], w = sortedLines(got[step]), sortedLines(w)
@@ -138,4 +150,38 @@ func corrupt(t *testing.T, path string) {
 		t.Fatal(err)
 	}
 	os.Chmod(path, 0o444)
+}
+
+var keptNote = regexp.MustCompile(`(note: keeping build directory ')[^']*'`)
+
+// keptDir is the directory a client was told was kept ("" if none).
+func keptDir(stderr string) string {
+	m := keptNote.FindString(stderr)
+	return strings.TrimSuffix(strings.TrimPrefix(m, "note: keeping build directory '"), "'")
+}
+
+// checkKept: privnixd's kept build directory exists, is the build user's,
+// and only root reaches it (its parents are root's, mode 0700): the user
+// who asked cannot read it and no one else can write into it.
+func checkKept(t *testing.T, s *testenv.Store, dir string) {
+	t.Helper()
+	fi, err := os.Lstat(dir)
+	if err != nil {
+		t.Fatalf("kept build directory %q: %v", dir, err)
+	}
+	if st := fi.Sys().(*syscall.Stat_t); st.Uid == 0 || !fi.IsDir() {
+		t.Errorf("kept build directory: uid %d, mode %v", st.Uid, fi.Mode())
+	}
+	for _, p := range []string{filepath.Dir(dir), filepath.Dir(filepath.Dir(dir))} {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st := fi.Sys().(*syscall.Stat_t); st.Uid != 0 || fi.Mode().Perm() != 0o700 {
+			t.Errorf("%s: uid %d, mode %v: not root's alone", p, st.Uid, fi.Mode())
+		}
+	}
+	if r := s.Run(t, testenv.Alice, nil, "/bin/ls", dir); r.Err == nil {
+		t.Errorf("alice can list the kept build directory")
+	}
 }
