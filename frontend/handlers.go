@@ -494,6 +494,17 @@ func opVerifyStore(c *conn) error {
 	return c.reply(func(w *wire.Writer) { w.Bool(errors) })
 }
 
+// opOptimiseStore: no arguments; reply u64 1.
+func opOptimiseStore(c *conn) error {
+	if err := c.begin(); err != nil {
+		return err
+	}
+	if err := c.b.OptimiseStore(c.opContext()); err != nil {
+		return err
+	}
+	return c.reply(func(w *wire.Writer) { w.U64(1) })
+}
+
 // Builds and realisations: decoded in full, not implemented yet.
 
 func opBuildPaths(c *conn) error {

@@ -51,7 +51,7 @@ var ops = map[uint64]opInfo{
 	31: {name: "QueryValidPaths", handle: opQueryValidPaths},
 	32: {name: "QuerySubstitutablePaths", handle: opQuerySubstitutablePaths},
 	33: {name: "QueryValidDerivers", handle: opQueryValidDerivers},
-	34: {name: "OptimiseStore", handle: opNoArgs},
+	34: {name: "OptimiseStore", handle: opOptimiseStore},
 	35: {name: "VerifyStore", handle: opVerifyStore},
 	36: {name: "BuildDerivation", handle: opBuildDerivation},
 	37: {name: "AddSignatures", handle: opAddSignatures, flags: needsTrust,

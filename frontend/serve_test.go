@@ -435,8 +435,8 @@ func TestErrors(t *testing.T) {
 			"you are not privileged to add signatures", false},
 		{"untrusted signatures old", wire.V(21), false, 37, func(w *wire.Writer) { w.String(helloPath); w.StringSet([]string{"k:s"}) },
 			"you are not privileged to add signatures", false},
-		{"not implemented", wire.V(34), true, 34, nil,
-			"operation 'OptimiseStore' is not yet implemented by privnix", false},
+		{"not implemented", wire.V(34), true, 27, nil,
+			"operation 'ImportPaths' is not yet implemented by privnix", false},
 		{"1.29 bare drv means its outputs", wire.V(29), true, 9, func(w *wire.Writer) {
 			w.Strings([]string{testStore + "/ykbwnzncxwzhgipdx7hyxf9g7arl81jd-a.drv"})
 			w.U64(2)

@@ -60,6 +60,13 @@ func handleCollectGarbage(s *session, req msg.Message, _ []*os.File) (reply, err
 	}
 	s.audit.Info("garbage collection started", "action", c.Action, "paths", len(paths), "max_freed", c.MaxFreed, "roots", len(roots))
 	res, err := gc.Collect(ctx, opts, &gcDeps{s: s})
+	var saved int64
+	if err == nil && deleting {
+		// Nix's last step: .links entries no store object uses any more.
+		var freed uint64
+		freed, saved, err = s.m.store.files().RemoveUnusedLinks()
+		res.BytesFreed += freed
+	}
 	s.audit.Info("garbage collection ended", "action", c.Action, "paths", len(res.Paths), "bytes_freed", res.BytesFreed)
 	var alive *gc.AliveError
 	switch {
@@ -70,7 +77,7 @@ func handleCollectGarbage(s *session, req msg.Message, _ []*os.File) (reply, err
 	case err != nil:
 		return s.failed("garbage collection", err), nil
 	}
-	return gcReply(res), nil
+	return gcReply(res, saved), nil
 }
 
 // gatherRoots finds the permanent, indirect and runtime roots of valid
@@ -101,8 +108,9 @@ func (m *Monitor) gatherRoots(ctx context.Context, removeStale bool) ([]gc.Root,
 	return roots, nil
 }
 
-// gcReply splits the result's paths into frames; BytesFreed is on the last.
-func gcReply(res gc.Result) reply {
+// gcReply splits the result's paths into frames; BytesFreed and LinksSaved
+// are on the last.
+func gcReply(res gc.Result, saved int64) reply {
 	const budget = msg.MaxBody / 2
 	var rep reply
 	cur := &msg.GCResult{}
@@ -116,7 +124,7 @@ func gcReply(res gc.Result) reply {
 		cur.Paths = append(cur.Paths, msg.StorePath(p))
 		size += len(p) + 8
 	}
-	cur.BytesFreed = res.BytesFreed
+	cur.BytesFreed, cur.LinksSaved = res.BytesFreed, saved
 	rep.msgs = append(rep.msgs, cur)
 	return rep
 }

@@ -34,6 +34,7 @@ var table = map[msg.Kind]route{
 	msg.KindCollectGarbage:  {roleFrontend, 0, handleCollectGarbage},
 	msg.KindFindRoots:       {roleFrontend, flagRO, handleFindRoots},
 	msg.KindVerifyStore:     {roleFrontend, 0, handleVerifyStore},
+	msg.KindOptimiseStore:   {roleFrontend, 0, handleOptimiseStore},
 
 	// Derivations and builds (build*.go).
 	msg.KindQueryDrvOutputs: {roleFrontend, 0, handleQueryDrvOutputs},

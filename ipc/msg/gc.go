@@ -63,11 +63,15 @@ type GCResult struct {
 	Paths      StorePaths
 	BytesFreed uint64
 	More       bool
+	// LinksSaved: what hard linking through <store>/.links still saves once
+	// unused links are gone (may be negative), for Nix's "note: currently
+	// hard linking saves …" after a deleting collection.
+	LinksSaved int64
 }
 
 func (GCResult) Kind() Kind { return KindGCResult }
 func (m GCResult) Validate() error {
-	if m.More && m.BytesFreed != 0 {
+	if m.More && (m.BytesFreed != 0 || m.LinksSaved != 0) {
 		return fmt.Errorf("bytes freed on a frame that is not the last")
 	}
 	return field("Paths", m.Paths.Validate())

@@ -52,7 +52,7 @@ var samples = []Message{
 	&SetOptions{Overrides: Overrides{{Name: "substituters", Value: "https://example.org"}}, MaxJobs: 2, Cores: 4},
 	&Warnings{Texts: Strings{"ignoring untrusted substituter 'https://example.org'"}},
 	&CollectGarbage{Action: GCDeleteSpecific, Paths: StorePaths{testP1, testP2}, MaxFreed: 1 << 20},
-	&GCResult{Paths: StorePaths{testP1}, BytesFreed: 4096},
+	&GCResult{Paths: StorePaths{testP1}, BytesFreed: 4096, LinksSaved: -4096},
 	&FindRoots{},
 	&VerifyStore{CheckContents: true, Repair: true},
 	&Verified{Findings: FindingList{{What: FoundModified, Path: testP1, Expected: testHash, Got: testHash},
