@@ -108,8 +108,8 @@ func (c *narinfoCache) putCacheInfo(url string, info msg.CacheInfo) {
 }
 
 // subst is one request's substitution: the connection's substituters and
-// keys, the fetcher (started when the network is first needed) and what this
-// request substituted already.
+// keys, its fetchers (started when the network is first needed) and what
+// this request substituted already.
 type subst struct {
 	s        *session
 	set      *conf.Settings
@@ -117,29 +117,28 @@ type subst struct {
 	urls     []string // in the connection's order; FetchJob indices
 	posTTL   time.Duration
 	negTTL   time.Duration
-	work     sync.Mutex // one substitution at a time (the fetcher is one channel)
+	fetchers *fetcherPool
+	work     sync.Mutex // one closure at a time: plans see every earlier result
 	mu       sync.Mutex // guards the fields below
-	fetch    *child
-	fetchErr error
 	done     map[storepath.Path]error
+	planned  map[storepath.Path]bool
 }
 
 // newSubst returns the request's substituter view; with no substituters (or
 // substitute = false) every lookup finds nothing and nothing is spawned.
 func (s *session) newSubst(set *conf.Settings) *subst {
-	x := &subst{s: s, set: set, done: map[storepath.Path]error{},
+	x := &subst{s: s, set: set, done: map[storepath.Path]error{}, planned: map[storepath.Path]bool{},
 		posTTL: ttlSetting(set, "narinfo-cache-positive-ttl", defaultPositiveTTL),
 		negTTL: ttlSetting(set, "narinfo-cache-negative-ttl", defaultNegativeTTL)}
-	if !set.Substitute {
-		return x
-	}
-	for _, u := range set.Substituters {
-		if err := msg.ValidCacheURL(u); err != nil {
-			s.log.Warn("ignoring a substituter privnix cannot use", "substituter", u, "err", err)
-			continue
-		}
-		if !slices.Contains(x.urls, u) && len(x.urls) < msg.MaxCaches {
-			x.urls = append(x.urls, u)
+	if set.Substitute {
+		for _, u := range set.Substituters {
+			if err := msg.ValidCacheURL(u); err != nil {
+				s.log.Warn("ignoring a substituter privnix cannot use", "substituter", u, "err", err)
+				continue
+			}
+			if !slices.Contains(x.urls, u) && len(x.urls) < msg.MaxCaches {
+				x.urls = append(x.urls, u)
+			}
 		}
 	}
 	for _, k := range set.TrustedPublicKeys {
@@ -147,6 +146,7 @@ func (s *session) newSubst(set *conf.Settings) *subst {
 			x.keys = append(x.keys, pk)
 		}
 	}
+	x.fetchers = newFetcherPool(s.m, x.urls, set.ConnectTimeout)
 	return x
 }
 
@@ -159,64 +159,35 @@ func ttlSetting(set *conf.Settings, name string, def time.Duration) time.Duratio
 	return def
 }
 
-// close ends the fetcher, if one was started.
-func (x *subst) close() {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	if x.fetch != nil {
-		x.s.m.releaseWorker(x.fetch)
-		x.fetch = nil
-	}
-}
+// close ends the request's fetchers.
+func (x *subst) close() { x.fetchers.close() }
 
-// fetcher starts the request's fetcher and records every cache's info.
-func (x *subst) fetcher() (*child, error) {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	if x.fetch != nil || x.fetchErr != nil {
-		return x.fetch, x.fetchErr
-	}
-	c, err := x.s.m.startFetcher(x.urls, x.set.ConnectTimeout)
-	if err != nil {
-		x.fetchErr = err
-		x.s.log.Error("starting the fetcher", "err", err)
-		return nil, err
-	}
-	x.fetch = c
-	return c, nil
-}
-
-// ask sends one request to the fetcher and returns its answer.
+// ask sends one request to an idle fetcher and returns its answer.
 func (x *subst) ask(req msg.Message, fds ...*os.File) (msg.Message, error) {
-	c, err := x.fetcher()
+	c, err := x.fetchers.get()
 	if err != nil {
 		return nil, err
 	}
 	if err := c.conn.Send(req, fds...); err != nil {
+		x.fetchers.put(c, true)
 		return nil, fmt.Errorf("asking the fetcher: %w", err)
 	}
 	c.conn.SetReadDeadline(time.Now().Add(fetchDeadline))
 	ans, afds, err := c.conn.Recv()
 	closeFiles(afds)
 	if err != nil {
-		x.dropFetcher()
+		x.fetchers.put(c, true)
 		return nil, fmt.Errorf("the fetcher's answer: %w", err)
 	}
+	if kindOK := ans.Kind() == msg.KindError || ans.Kind() == req.Kind()+1; !kindOK {
+		x.fetchers.put(c, true)
+		return nil, fmt.Errorf("the fetcher answered %v with %v", req.Kind(), ans.Kind())
+	}
+	x.fetchers.put(c, false)
 	if e, ok := ans.(*msg.Error); ok {
 		return nil, e
 	}
 	return ans, nil
-}
-
-// dropFetcher kills a fetcher that broke the protocol; the next request
-// starts another.
-func (x *subst) dropFetcher() {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	if x.fetch != nil {
-		x.s.m.releaseWorker(x.fetch)
-		x.fetch = nil
-	}
 }
 
 // order returns the usable caches' indices by priority (lower first; ties
@@ -231,9 +202,11 @@ func (x *subst) order() []int {
 		}
 	}
 	if !known {
-		if _, err := x.fetcher(); err != nil {
+		c, err := x.fetchers.get() // a fetcher's start reads every nix-cache-info
+		if err != nil {
 			return nil
 		}
+		x.fetchers.put(c, false)
 		for i, u := range x.urls {
 			infos[i], _ = x.s.m.narinfos.cacheInfo(u)
 		}
@@ -259,11 +232,7 @@ func (x *subst) narinfo(i int, p storepath.Path) (*msg.NarInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	ni, ok := ans.(*msg.NarInfo)
-	if !ok {
-		x.dropFetcher()
-		return nil, fmt.Errorf("the fetcher answered GetNarInfo with %v", ans.Kind())
-	}
+	ni := ans.(*msg.NarInfo) // ask checked the kind
 	if !ni.Found {
 		x.s.m.narinfos.put(k, nil, x.negTTL)
 		return nil, nil
@@ -374,67 +343,139 @@ type substError struct {
 
 func (e *substError) Error() string { return e.msg }
 
-// ensure makes p valid by substitution, its references first. It is
-// serialised per request, so a cycle a hostile cache describes is seen on
-// the stack, never waited on.
+// substJobs is how many paths of one closure are downloaded at once (Nix's
+// max-substitution-jobs is 16; this machine-friendly default bounds the
+// storeprocs and fetchers one request holds).
+const substJobs = 4
+
+// ensure makes p valid by substitution, its references first: a plan of the
+// missing closure (narinfos, signatures), then up to substJobs downloads at
+// once, each registered once its references are. Closures are planned one
+// at a time per request, so a cycle a hostile cache describes is seen on
+// the planning stack, never waited on.
 func (x *subst) ensure(p storepath.Path, warn func(string)) error {
 	x.work.Lock()
 	defer x.work.Unlock()
-	return x.ensureLocked(p, warn, map[storepath.Path]bool{})
+	var plan []*offer
+	if err := x.plan(p, warn, map[storepath.Path]bool{}, &plan); err != nil {
+		return err
+	}
+	x.run(plan, warn)
+	return x.result(p)
 }
 
-func (x *subst) ensureLocked(p storepath.Path, warn func(string), stack map[storepath.Path]bool) error {
-	if err, ok := x.done[p]; ok {
+func (x *subst) result(p storepath.Path) error {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	return x.done[p]
+}
+
+func (x *subst) setResult(p storepath.Path, err error) {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	x.done[p] = err
+}
+
+// plan appends p's missing closure to out, references first. A path no
+// cache offers (or a reference of it) fails the plan: Nix's NoSubstituters.
+func (x *subst) plan(p storepath.Path, warn func(string), stack map[storepath.Path]bool, out *[]*offer) error {
+	x.mu.Lock()
+	err, done := x.done[p]
+	planned := x.planned[p]
+	x.mu.Unlock()
+	if done || planned {
 		return err
 	}
 	shown := x.s.m.store.dir.String(p)
-	if stack[p] || len(x.done) > maxClosure {
+	if stack[p] || len(x.planned) > maxClosure {
 		return &substError{msg: fmt.Sprintf("the references of '%s' in the binary cache form a cycle or are too many", shown)}
 	}
 	stack[p] = true
 	defer delete(stack, p)
-	err := x.substituteOne(p, warn, stack)
-	x.done[p] = err
-	return err
-}
-
-func (x *subst) substituteOne(p storepath.Path, warn func(string), stack map[storepath.Path]bool) error {
-	m := x.s.m
-	shown := m.store.dir.String(p)
-	if missing, err := m.missingAmong([]storepath.Path{p}); err != nil {
+	if missing, err := x.s.m.missingAmong([]storepath.Path{p}); err != nil {
 		return &substError{msg: "checking validity failed in privnixd"}
 	} else if len(missing) == 0 {
+		x.setResult(p, nil)
 		return nil
 	}
 	o := x.find(p, warn)
 	if o == nil {
-		return &substError{none: true, msg: fmt.Sprintf("path '%s' is required, but there is no substituter that can build it", shown)}
+		err := &substError{none: true, msg: fmt.Sprintf("path '%s' is required, but there is no substituter that can build it", shown)}
+		x.setResult(p, err)
+		return err
 	}
 	for _, r := range o.refs {
-		if err := x.ensureLocked(r, warn, stack); err != nil {
+		if err := x.plan(r, warn, stack, out); err != nil {
 			var se *substError
 			if errors.As(err, &se) && se.none {
-				return &substError{none: true, msg: fmt.Sprintf("some references of path '%s' could not be realised", shown)}
+				err = &substError{none: true, msg: fmt.Sprintf("some references of path '%s' could not be realised", shown)}
 			}
+			x.setResult(p, err)
 			return err
 		}
 	}
-	x.s.audit.Info("substituting", "path", shown, "from", x.urls[o.cache])
-	if err := x.download(p, o); err != nil {
-		msg := errorText(err)
-		var se *substError
-		if errors.As(err, &se) {
-			msg = se.msg
-		}
-		warn(fmt.Sprintf("substitution of path '%s' from '%s' failed: %s", shown, x.urls[o.cache], msg))
-		return &substError{msg: fmt.Sprintf("substitution of path '%s' failed: %s", shown, msg)}
-	}
+	x.mu.Lock()
+	x.planned[p] = true
+	x.mu.Unlock()
+	*out = append(*out, o)
 	return nil
 }
 
-// download streams the NAR from the fetcher to a fresh storeproc, then
-// seals and registers it as an import of exactly the narinfo's fields.
-func (x *subst) download(p storepath.Path, o *offer) error {
+// run downloads the plan, substJobs at a time, in its order: a path's
+// references started before it, so the oldest unfinished path always runs
+// and waits on nothing unfinished.
+func (x *subst) run(plan []*offer, warn func(string)) {
+	ready := make(map[storepath.Path]chan struct{}, len(plan))
+	for _, o := range plan {
+		ready[o.path] = make(chan struct{})
+	}
+	refsDone := func(o *offer) error {
+		for _, r := range o.refs {
+			if ch, ok := ready[r]; ok {
+				<-ch
+			}
+			if err := x.result(r); err != nil {
+				return &substError{msg: fmt.Sprintf("some references of path '%s' could not be realised", x.s.m.store.dir.String(o.path))}
+			}
+		}
+		return nil
+	}
+	sem := make(chan struct{}, substJobs)
+	var wg sync.WaitGroup
+	for _, o := range plan {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			defer close(ready[o.path])
+			x.setResult(o.path, x.substituteOne(o, warn, func() error { return refsDone(o) }))
+		}()
+	}
+	wg.Wait()
+}
+
+// substituteOne downloads, checks and registers one planned path.
+func (x *subst) substituteOne(o *offer, warn func(string), refsDone func() error) error {
+	shown := x.s.m.store.dir.String(o.path)
+	x.s.log.Info("substituting", "path", shown, "from", x.urls[o.cache])
+	err := x.download(o.path, o, refsDone)
+	if err == nil {
+		return nil
+	}
+	text := errorText(err)
+	var se *substError
+	if errors.As(err, &se) {
+		return se // a reference failed: reported where it happened
+	}
+	warn(fmt.Sprintf("substitution of path '%s' from '%s' failed: %s", shown, x.urls[o.cache], text))
+	return &substError{msg: fmt.Sprintf("substitution of path '%s' failed: %s", shown, text)}
+}
+
+// download streams the NAR from a fetcher to a fresh storeproc, seals it,
+// waits for its references, and registers it as an import of exactly the
+// narinfo's fields.
+func (x *subst) download(p storepath.Path, o *offer, refsDone func() error) error {
 	s, m := x.s, x.s.m
 	w, err := m.startWorker()
 	if err != nil {
@@ -476,6 +517,9 @@ func (x *subst) download(p storepath.Path, o *offer) error {
 	info, rep, ok := s.seal(up, staged)
 	if !ok {
 		return replyError(rep)
+	}
+	if err := refsDone(); err != nil {
+		return err
 	}
 	return replyError(s.register(up, info))
 }
