@@ -7,6 +7,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -118,10 +119,12 @@ type subst struct {
 	posTTL   time.Duration
 	negTTL   time.Duration
 	fetchers *fetcherPool
-	work     sync.Mutex // one closure at a time: plans see every earlier result
-	mu       sync.Mutex // guards the fields below
-	done     map[storepath.Path]error
-	planned  map[storepath.Path]bool
+	// info, if set, shows the client a line (Nix's "copying path" activity text).
+	info    func(p storepath.Path, text string)
+	work    sync.Mutex // one closure at a time: plans see every earlier result
+	mu      sync.Mutex // guards the fields below
+	done    map[storepath.Path]error
+	planned map[storepath.Path]bool
 }
 
 // newSubst returns the request's substituter view; with no substituters (or
@@ -459,6 +462,9 @@ func (x *subst) run(plan []*offer, warn func(string)) {
 func (x *subst) substituteOne(o *offer, warn func(string), refsDone func() error) error {
 	shown := x.s.m.store.dir.String(o.path)
 	x.s.log.Info("substituting", "path", shown, "from", x.urls[o.cache])
+	if x.info != nil {
+		x.info(o.path, fmt.Sprintf("copying path '%s' from '%s'...", shown, strings.TrimSuffix(x.urls[o.cache], "/")))
+	}
 	err := x.download(o.path, o, refsDone)
 	if err == nil {
 		return nil

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -165,6 +166,7 @@ func TestSubstituteTrustedUser(t *testing.T) {
 	if got := strings.TrimSpace(r.Stdout); got != out {
 		t.Fatalf("got %q, want %q", got, out)
 	}
+	copying := copyLines(r.Stderr)
 	dep, err := os.ReadFile(out)
 	if err != nil {
 		t.Fatal(err)
@@ -189,6 +191,22 @@ func TestSubstituteTrustedUser(t *testing.T) {
 	if r.Err != nil || strings.TrimSpace(r.Stdout) != out {
 		t.Fatalf("nix-daemon: %q, %v\n%s", r.Stdout, r.Err, r.Stderr)
 	}
+	if want := copyLines(r.Stderr); copying != want || want == "" {
+		t.Errorf("the client's copy lines:\nprivnixd:   %q\nnix-daemon: %q", copying, want)
+	}
+}
+
+// copyLines returns the client's "copying path" lines, sorted (paths are
+// fetched in parallel).
+func copyLines(stderr string) string {
+	var lines []string
+	for _, l := range strings.Split(ansi.ReplaceAllString(stderr, ""), "\n") {
+		if strings.HasPrefix(l, "copying path ") {
+			lines = append(lines, l)
+		}
+	}
+	slices.Sort(lines)
+	return strings.Join(lines, "\n")
 }
 
 // outcome is what a client run shows: its output or its error, and its
