@@ -61,14 +61,9 @@ func cancelScenario(t *testing.T, s *testenv.Store, in string, uids []uint32) {
 // as it). A build another client waits for goes on when its first client
 // leaves, and is built once.
 func TestBuildCancel(t *testing.T) {
-	testenv.RequireRoot(t)
-	testenv.RequireNix(t)
-	lockBuildUsers(t)
 	const uid = 1879179264
-	s := testenv.NewStore(t, strings.Replace(buildConf, "build-users-group = privnix-test-bld", "build-users-group =", 1))
+	s, in := newBuildStore(t, strings.Replace(buildConf, "build-users-group = privnix-test-bld", "build-users-group =", 1))
 	s.SetPrivnixConf(t, fmt.Sprintf("privnix-build-uids = %d-%d\n", uid, uid))
-	in := filepath.Join(s.Root, "in")
-	os.MkdirAll(in, 0o755)
 	flagDir, err := os.MkdirTemp("/var/tmp", "privnix-cancel-")
 	if err != nil {
 		t.Fatal(err)

@@ -143,10 +143,7 @@ func inlineScenario(t *testing.T, s *testenv.Store) map[string]string {
 // privileged to build input-addressed derivations"); a trusted user may.
 // privnixd's answers equal nix-daemon 2.8's.
 func TestBuildDerivation(t *testing.T) {
-	testenv.RequireRoot(t)
-	testenv.RequireNix(t)
-	lockBuildUsers(t)
-	s := testenv.NewStore(t, buildConf)
+	s, _ := newBuildStore(t, buildConf)
 	testenv.StartPrivnixd(t, s)
 	got := inlineScenario(t, s)
 	s.Reset(t)

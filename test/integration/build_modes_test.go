@@ -89,15 +89,11 @@ func modesScenario(t *testing.T, s *testenv.Store, in string) map[string]string 
 // TestBuildModes: nix-build --check of a deterministic and of a
 // nondeterministic derivation, --repair refused to an untrusted user and,
 // for a trusted one, of missing, intact and corrupted outputs and of a
-// corrupted path in an output's closure, requiredSystemFeatures and system mismatches, nix-store -r with and
-// without --keep-going: privnixd's answers equal nix-daemon's.
+// corrupted path in an output's closure, keep-failed, requiredSystemFeatures
+// and system mismatches, nix-store -r with and without --keep-going:
+// privnixd's answers equal nix-daemon's.
 func TestBuildModes(t *testing.T) {
-	testenv.RequireRoot(t)
-	testenv.RequireNix(t)
-	lockBuildUsers(t)
-	s := testenv.NewStore(t, buildConf)
-	in := filepath.Join(s.Root, "in")
-	os.MkdirAll(in, 0o755)
+	s, in := newBuildStore(t, buildConf)
 	modesExprs(t, in)
 	testenv.StartPrivnixd(t, s)
 	got := modesScenario(t, s, in)

@@ -162,13 +162,21 @@ func lastError(stderr string) string {
 	return strings.TrimSpace(stderr)
 }
 
-func TestBuilds(t *testing.T) {
+// newBuildStore is the set-up of a build test: root, the Nix client, the
+// build users' lock, a store with nixConf and a directory for expressions.
+func newBuildStore(t *testing.T, nixConf string) (s *testenv.Store, in string) {
+	t.Helper()
 	testenv.RequireRoot(t)
 	testenv.RequireNix(t)
 	lockBuildUsers(t)
-	s := testenv.NewStore(t, buildConf)
-	in := filepath.Join(s.Root, "in")
+	s = testenv.NewStore(t, nixConf)
+	in = filepath.Join(s.Root, "in")
 	os.MkdirAll(in, 0o755)
+	return s, in
+}
+
+func TestBuilds(t *testing.T) {
+	s, in := newBuildStore(t, buildConf)
 	buildExprs(t, in)
 
 	d := testenv.StartPrivnixd(t, s)
