@@ -28,6 +28,7 @@ func handleSetOptions(s *session, req msg.Message, _ []*os.File) (reply, error) 
 	}
 	set.MaxJobs, set.Cores = policy.ClampJobs(s.trusted, o.MaxJobs, o.Cores, set)
 	set.KeepGoing, set.KeepFailed, set.Fallback = o.KeepGoing, o.KeepFailed, o.Fallback
+	set.Substitute = o.Substitute
 	if o.MaxSilent != 0 {
 		set.MaxSilentTime = int64(o.MaxSilent)
 	}

@@ -97,7 +97,7 @@ func fromMonitorError(e *msg.Error) error {
 // nix-daemon's policy and says what to warn the client about.
 func (b *backend) SetOptions(ctx context.Context, opts wire.ClientOptions) ([]string, error) {
 	m := &msg.SetOptions{MaxJobs: opts.MaxBuildJobs, Cores: opts.BuildCores, KeepGoing: opts.KeepGoing,
-		KeepFailed: opts.KeepFailed, Fallback: opts.TryFallback, MaxSilent: opts.MaxSilentTime}
+		KeepFailed: opts.KeepFailed, Fallback: opts.TryFallback, MaxSilent: opts.MaxSilentTime, Substitute: opts.UseSubstitutes}
 	for _, o := range opts.Overrides {
 		m.Overrides = append(m.Overrides, msg.Override{Name: o.Key, Value: o.Value})
 	}

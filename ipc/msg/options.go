@@ -52,6 +52,7 @@ type SetOptions struct {
 	KeepFailed bool
 	Fallback   bool
 	MaxSilent  uint64 // seconds
+	Substitute bool   // the client's useSubstitutes (substitute), applied for everyone as nix-daemon does
 }
 
 func (SetOptions) Kind() Kind { return KindSetOptions }

@@ -159,7 +159,12 @@ func TestSubstituteTrustedUser(t *testing.T) {
 	url := serve(t, http.FileServer(http.Dir(dir)))
 	d := testenv.StartPrivnixd(t, e.s)
 	defer d.Stop(t)
-	r := e.build(t, testenv.Bob, "a", "--option", "substituters", url)
+	// substitute = false (the client's useSubstitutes): the cache is not asked, the build runs and fails.
+	r := e.build(t, testenv.Bob, "a", "--option", "substituters", url, "--option", "substitute", "false")
+	if r.Err == nil || !strings.Contains(r.Stderr, "failed with exit code 7") {
+		t.Fatalf("substitute = false: %v\n%s", r.Err, r.Stderr)
+	}
+	r = e.build(t, testenv.Bob, "a", "--option", "substituters", url)
 	if r.Err != nil {
 		t.Fatalf("nix-build from the cache: %v\n%s\n%s", r.Err, r.Stderr, d.Log.String())
 	}
@@ -492,6 +497,12 @@ func TestSubstituteQueries(t *testing.T) {
 	}
 	d := testenv.StartPrivnixd(t, e.s)
 	got := scenario()
+	// nix copy --from the cache over HTTP (the client reads it; AddMultipleToStore).
+	if r := e.s.Run(t, testenv.Bob, nil, "nix", "--extra-experimental-features", "nix-command", "copy", "--from", url, out); r.Err != nil {
+		t.Errorf("nix copy --from: %v\n%s", r.Err, r.Stderr)
+	} else if v := e.s.Run(t, testenv.Alice, nil, "nix-store", "--check-validity", out); v.Err != nil {
+		t.Errorf("after nix copy --from: %v\n%s", v.Err, v.Stderr)
+	}
 	d.Stop(t)
 	if !strings.Contains(got["dry-run"], "these 2 paths will be fetched") || !strings.Contains(got["infos"], out) || got["paths"] != "["+out+"] <nil>" {
 		t.Errorf("privnixd: %q", got)
