@@ -160,6 +160,7 @@ func handleBuild(s *session, req msg.Message, _ []*os.File) (reply, error) {
 	if b.Mode == msg.BuildModeRepair && !s.trusted {
 		return answer(refuse("repairing is not allowed because you are not in 'trusted-users'")), nil
 	}
+	s.m.autoCollect(s.snap.set)
 	r := newBuildRequest(s, b.Mode)
 	defer r.abandon()
 	r.sub = s.newSubst(r.set)

@@ -3,6 +3,8 @@ package monitor
 import (
 	"context"
 	"errors"
+	"fmt"
+	"log/slog"
 	"os"
 	"strings"
 	"time"
@@ -10,6 +12,7 @@ import (
 	"privnix/ipc/msg"
 	"privnix/monitor/gc"
 	"privnix/monitor/storedb"
+	"privnix/nix/conf"
 	"privnix/nix/storepath"
 )
 
@@ -38,36 +41,9 @@ func handleCollectGarbage(s *session, req msg.Message, _ []*os.File) (reply, err
 	if c.IgnoreLiveness {
 		return answer(refuse(gc.ErrIgnoreLiveness.Error())), nil
 	}
-	r := s.m.roots
-	r.collecting.Lock()
-	defer r.collecting.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), gcTimeout)
-	defer cancel()
-	action := gc.Action(c.Action)
-	deleting := action == gc.DeleteDead || action == gc.DeleteSpecific
-	roots, err := s.m.gatherRoots(ctx, deleting)
-	if err != nil {
-		return s.failed("finding garbage collector roots", err), nil
-	}
-	set := s.snap.set
-	opts := gc.Options{
-		Action:   action,
-		Paths:    paths,
-		MaxFreed: c.MaxFreed,
-		Keep:     gc.Keep{Outputs: set.KeepOutputs, Derivations: set.KeepDerivations},
-		Roots:    gc.Paths(roots),
-		StoreDir: s.m.store.dir,
-	}
-	s.audit.Info("garbage collection started", "action", c.Action, "paths", len(paths), "max_freed", c.MaxFreed, "roots", len(roots))
-	res, err := gc.Collect(ctx, opts, &gcDeps{s: s})
-	var saved int64
-	if err == nil && deleting {
-		// Nix's last step: .links entries no store object uses any more.
-		var freed uint64
-		freed, saved, err = s.m.store.files().RemoveUnusedLinks()
-		res.BytesFreed += freed
-	}
-	s.audit.Info("garbage collection ended", "action", c.Action, "paths", len(res.Paths), "bytes_freed", res.BytesFreed)
+	s.m.roots.collecting.Lock()
+	defer s.m.roots.collecting.Unlock()
+	res, saved, err := s.m.collect(s.audit, s.snap.set, gc.Action(c.Action), paths, c.MaxFreed)
 	var alive *gc.AliveError
 	switch {
 	case errors.As(err, &alive):
@@ -78,6 +54,37 @@ func handleCollectGarbage(s *session, req msg.Message, _ []*os.File) (reply, err
 		return s.failed("garbage collection", err), nil
 	}
 	return gcReply(res, saved), nil
+}
+
+// collect runs one collection; the caller holds roots.collecting. It
+// returns the result and what .links still saves (after a deleting action,
+// which ends by removing unused links, as Nix's collector does).
+func (m *Monitor) collect(audit *slog.Logger, set *conf.Settings, action gc.Action, paths []storepath.Path, maxFreed uint64) (gc.Result, int64, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), gcTimeout)
+	defer cancel()
+	deleting := action == gc.DeleteDead || action == gc.DeleteSpecific
+	roots, err := m.gatherRoots(ctx, deleting)
+	if err != nil {
+		return gc.Result{}, 0, fmt.Errorf("finding garbage collector roots: %w", err)
+	}
+	opts := gc.Options{
+		Action:   action,
+		Paths:    paths,
+		MaxFreed: maxFreed,
+		Keep:     gc.Keep{Outputs: set.KeepOutputs, Derivations: set.KeepDerivations},
+		Roots:    gc.Paths(roots),
+		StoreDir: m.store.dir,
+	}
+	audit.Info("garbage collection started", "action", uint64(action), "paths", len(paths), "max_freed", maxFreed, "roots", len(roots))
+	res, err := gc.Collect(ctx, opts, &gcDeps{m: m, audit: audit})
+	var saved int64
+	if err == nil && deleting {
+		var freed uint64
+		freed, saved, err = m.store.files().RemoveUnusedLinks()
+		res.BytesFreed += freed
+	}
+	audit.Info("garbage collection ended", "action", uint64(action), "paths", len(res.Paths), "bytes_freed", res.BytesFreed)
+	return res, saved, err
 }
 
 // gatherRoots finds the permanent, indirect and runtime roots of valid
@@ -173,17 +180,20 @@ func handleFindRoots(s *session, _ msg.Message, _ []*os.File) (reply, error) {
 
 // gcDeps is gc.Deps (and gc.BatchLocker, gc.CountingDeleter) over the monitor's store, path
 // locks and temporary roots.
-type gcDeps struct{ s *session }
+type gcDeps struct {
+	m     *Monitor
+	audit *slog.Logger
+}
 
-func (d *gcDeps) DB() gc.DB { return gcDB{d.s.m.store} }
+func (d *gcDeps) DB() gc.DB { return gcDB{d.m.store} }
 
 // Delete removes the tree of a path the collector made invalid (fd-relative,
 // storefs) and records it in the audit log.
 func (d *gcDeps) Delete(name string) error {
-	if err := d.s.m.store.files().Delete(name); err != nil {
+	if err := d.m.store.files().Delete(name); err != nil {
 		return err
 	}
-	d.s.audit.Info("path deleted", "path", string(d.s.m.store.dir)+"/"+name)
+	d.audit.Info("path deleted", "path", string(d.m.store.dir)+"/"+name)
 	return nil
 }
 
@@ -192,20 +202,20 @@ func (d *gcDeps) Delete(name string) error {
 // directory) and reports the bytes freed as nix-daemon counts them. The
 // batch is recorded in the audit log as one record naming every path.
 func (d *gcDeps) DeleteMany(names []string) ([]uint64, []error) {
-	freed, errs := d.s.m.store.files().DeleteMany(names)
+	freed, errs := d.m.store.files().DeleteMany(names)
 	var gone []string
 	for i, name := range names {
 		if errs[i] == nil {
-			gone = append(gone, string(d.s.m.store.dir)+"/"+name)
+			gone = append(gone, string(d.m.store.dir)+"/"+name)
 		}
 	}
 	if len(gone) > 0 {
-		d.s.audit.Info("path deleted", "count", len(gone), "paths", strings.Join(gone, " "))
+		d.audit.Info("path deleted", "count", len(gone), "paths", strings.Join(gone, " "))
 	}
 	return freed, errs
 }
 
-func (d *gcDeps) TempRoots() []storepath.Path { return d.s.m.roots.all() }
+func (d *gcDeps) TempRoots() []storepath.Path { return d.m.roots.all() }
 
 func (d *gcDeps) LockForDelete(p storepath.Path) (func(), bool) {
 	unlock, free := d.LockForDeleteMany([]storepath.Path{p})
@@ -213,8 +223,8 @@ func (d *gcDeps) LockForDelete(p storepath.Path) (func(), bool) {
 }
 
 func (d *gcDeps) LockForDeleteMany(ps []storepath.Path) (func(), []bool) {
-	unlock := d.s.m.locks.lockMany(ps)
-	release, free := d.s.m.roots.claim(ps)
+	unlock := d.m.locks.lockMany(ps)
+	release, free := d.m.roots.claim(ps)
 	return func() { release(); unlock() }, free
 }
 

@@ -119,6 +119,7 @@ const maxUploadsPerSession = 4
 
 func handleBeginUpload(s *session, req msg.Message, _ []*os.File) (reply, error) {
 	b := req.(*msg.BeginUpload)
+	s.m.autoCollect(s.snap.set)
 	up := &upload{req: *b}
 	if b.Repair && !s.trusted {
 		return answer(refuse("repairing is not allowed because you are not in 'trusted-users'")), nil

@@ -57,6 +57,7 @@ type Monitor struct {
 
 	store    *storeState
 	roots    *rootSet
+	auto     autoGC // min-free/max-free collections (autogc.go)
 	locks    *pathLocks
 	snap     atomic.Pointer[snapshot] // the newest configuration (reload.go)
 	narinfos *narinfoCache            // substitute.go
