@@ -424,15 +424,11 @@ func (m *Monitor) runBuilder(b *preparedBuild, logFile *os.File, watch buildWatc
 	if _, ok := m.buildSpawner.bins[roleBuild]; !ok {
 		return nil, fmt.Errorf("privnix-build is not installed in %s", m.cfg.BinDir)
 	}
-	c, err := m.buildSpawner.spawn(spawnSpec{role: roleBuild, build: true, network: b.network})
+	c, err := m.buildprocs.take(b.network)
 	if err != nil {
 		return nil, err
 	}
 	defer c.kill()
-	go m.forwardLogs(c)
-	if err := awaitHello(c); err != nil {
-		return nil, err
-	}
 	if err := c.conn.SetStoreDir(b.job.StoreDir); err != nil {
 		return nil, err
 	}

@@ -53,6 +53,7 @@ type Monitor struct {
 	// buildSpawner starts privnix-build (as root, full bounding set);
 	// builds is the build scheduler (build.go).
 	buildSpawner *spawner
+	buildprocs   *buildprocSpare // build_prestart.go
 	builds       *builds
 
 	store    *storeState
@@ -125,6 +126,7 @@ func newMonitor(cfg Config) (*Monitor, error) {
 	}
 	m.spawner = newSpawner(bins, m.log)
 	m.buildSpawner = newBuildSpawner(bins, m.log)
+	m.buildprocs = newBuildprocSpare(m)
 	r := cfg.Settings.FrontendUIDs
 	m.feUIDs = newUIDPool(r.Lo, r.Hi)
 	r = cfg.Settings.StoreprocUIDs
@@ -172,5 +174,6 @@ func (m *Monitor) shutdown() {
 		s.fe.kill()
 	}
 	m.pool.drain()
+	m.buildprocs.close()
 	m.store.close()
 }

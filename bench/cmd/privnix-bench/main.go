@@ -179,6 +179,13 @@ type runner struct {
 // repetition to the next. pdArgs are extra privnixd arguments; with
 // pdOnly-style use (profiles) the caller passes pdArgs and ignores nix-daemon.
 func (r *runner) runGroup(ctx context.Context, g *Group, ws []*Workload, pdArgs []string) ([]*Result, error) {
+	if g.BuildUsers {
+		unlock, err := lockBuildUsers()
+		if err != nil {
+			return nil, err
+		}
+		defer unlock()
+	}
 	logf("group %s: starting fresh daemons", g.Name)
 	targets := []*Target{{Name: nd}, {Name: pd}}
 	for _, t := range targets {
@@ -460,4 +467,23 @@ func hostInfo() string {
 		cpus = strconv.Itoa(strings.Count(string(data), "\nprocessor") + 1)
 	}
 	return fmt.Sprintf("Linux %s, %s CPUs", b, cpus)
+}
+
+// buildUsersLock is the host-wide lock the integration tests take around
+// builds: privnixd and nix-daemon kill every process of a build user around
+// each build, so no two of them may build as the shared pnxbld users at once.
+const buildUsersLock = "/tmp/privnix-test-build-users.lock"
+
+// lockBuildUsers waits for the build-users lock and returns its release.
+func lockBuildUsers() (func(), error) {
+	f, err := os.OpenFile(buildUsersLock, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	logf("waiting for %s (builds of other tests)", buildUsersLock)
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("locking %s: %w", buildUsersLock, err)
+	}
+	return func() { f.Close() }, nil
 }

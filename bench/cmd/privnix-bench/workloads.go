@@ -56,6 +56,9 @@ type Group struct {
 	Name      string
 	Setup     func(ctx context.Context, t *Target) error
 	Workloads []*Workload
+	// BuildUsers: the group builds, as the shared pnxbld users; it holds the
+	// host's build-users lock (lockBuildUsers) while it runs.
+	BuildUsers bool
 }
 
 // Inputs are the files the workloads add, shared by both daemons (readable by
@@ -280,7 +283,7 @@ func groups(in *Inputs, self string, loadDur time.Duration) []*Group {
 						return expectLines(t.store.Run(ctx, nil, "nix", "--extra-experimental-features", "nix-command", "path-info", "--all"))
 					}},
 			}},
-		{Name: "builds", Workloads: []*Workload{
+		{Name: "builds", BuildUsers: true, Workloads: []*Workload{
 			{ID: "build-300", Title: "`nix-build` of 300 independent trivial derivations", Kind: kindWall, MaxReps: 3,
 				Run: func(ctx context.Context, t *Target, rep int) error { return build(ctx, t, rep, buildsWide, false) }},
 			{ID: "build-chain-100", Title: "`nix-build` of a chain of 100 derivations", Kind: kindWall, MaxReps: 3,
