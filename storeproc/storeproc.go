@@ -60,23 +60,7 @@ func AwaitJob(mon *ipc.Conn) (*Job, error) {
 	if err := mon.Send(&msg.Hello{}); err != nil {
 		return nil, err
 	}
-	m, fds, err := mon.Recv()
-	if err != nil {
-		return nil, err
-	}
-	sj, ok := m.(*msg.StoreJob)
-	if !ok || len(fds) != 2 {
-		for _, f := range fds {
-			f.Close()
-		}
-		return nil, fmt.Errorf("monitor answered Hello with %v and %d fds", m.Kind(), len(fds))
-	}
-	j := &Job{StoreJob: *sj, Dir: fds[0], Data: fds[1]}
-	if err := j.check(); err != nil {
-		j.Close()
-		return nil, err
-	}
-	return j, nil
+	return nextJob(mon)
 }
 
 func (j *Job) check() error {
@@ -137,8 +121,8 @@ func WritableDir(j *Job) (int, error) {
 	return fd, nil
 }
 
-// nextJob receives a later job: StoreJob and its two fds, checked like the
-// first.
+// nextJob receives a job — StoreJob and its two fds — and checks the fds
+// (see AwaitJob).
 func nextJob(mon *ipc.Conn) (*Job, error) {
 	m, fds, err := mon.Recv()
 	if err != nil {
@@ -149,7 +133,7 @@ func nextJob(mon *ipc.Conn) (*Job, error) {
 		for _, f := range fds {
 			f.Close()
 		}
-		return nil, fmt.Errorf("monitor sent %v with %d fds, want the next StoreJob", m.Kind(), len(fds))
+		return nil, fmt.Errorf("monitor sent %v with %d fds, want a StoreJob", m.Kind(), len(fds))
 	}
 	j := &Job{StoreJob: *sj, Dir: fds[0], Data: fds[1]}
 	if err := j.check(); err != nil {
