@@ -416,10 +416,15 @@ func (st *Staging) Discard() error {
 	if st.state == stateDiscarded {
 		return nil
 	}
-	fd := st.fd()
-	err := errors.Join(unix.Fchown(fd, euid, egid), unix.Fchmod(fd, 0o700))
-	if err == nil {
-		err = removeAll(st.s.stagingFd, st.id)
+	var err error
+	// After a Commit the directory is root's and, unless the writer left
+	// more than out, empty: one rmdir (which never follows anything) does.
+	if st.state != stateCommitted || unix.Unlinkat(st.s.stagingFd, st.id, unix.AT_REMOVEDIR) != nil {
+		fd := st.fd()
+		err = errors.Join(unix.Fchown(fd, euid, egid), unix.Fchmod(fd, 0o700))
+		if err == nil {
+			err = removeAll(st.s.stagingFd, st.id)
+		}
 	}
 	st.dir.Close()
 	st.state = stateDiscarded

@@ -2,6 +2,7 @@ package storefs
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
@@ -471,4 +472,28 @@ func TestDeleteMany(t *testing.T) {
 		t.Errorf("store holds %v", got)
 	}
 	check()
+}
+
+// TestDiscardAfterCommit: after a Commit, Discard removes the staging
+// directory whether the writer left nothing but out (one rmdir) or more
+// beside it.
+func TestDiscardAfterCommit(t *testing.T) {
+	e := newEnv(t)
+	for i, extra := range [][]op{nil, {file("beside", "x", 0o644), mkdir("dir", 0o755), symlink("/", "dir/link")}} {
+		st := e.newStaging(t)
+		write(t, st, append([]op{file("out", fmt.Sprint("out ", i), 0o644)}, extra...)...)
+		res, err := st.Seal(SealOptions{WriterUID: writerUID})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := st.Commit(storeName(res.NarHash, fmt.Sprint("after-commit-", i))); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.Discard(); err != nil {
+			t.Fatal(err)
+		}
+		if names := list(t, e.staging); len(names) != 0 {
+			t.Errorf("with %d entries beside out, the staging root holds %v", len(extra), names)
+		}
+	}
 }
