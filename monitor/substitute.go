@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"privnix/ipc/msg"
-	"privnix/monitor/storedb"
 	"privnix/nix/conf"
 	"privnix/nix/narinfo"
 	"privnix/nix/nixhash"
@@ -582,11 +581,4 @@ func (m *Monitor) startFetcher(urls []string, connectTimeout uint64) (*child, er
 		m.narinfos.putCacheInfo(u, info)
 	}
 	return c, nil
-}
-
-// isValid reports whether p is valid now.
-func (m *Monitor) isValid(p storepath.Path) (bool, error) {
-	var ok bool
-	err := m.store.with(func(db *storedb.DB) (e error) { ok, e = db.IsValid(p); return })
-	return ok, err
 }

@@ -158,7 +158,7 @@ func (m CacheInfos) Validate() error {
 	}
 	for i, c := range m.Infos {
 		if err := c.Validate(); err != nil {
-			return fmt.Errorf("Infos[%d]: %w", i, err)
+			return fmt.Errorf("infos[%d]: %w", i, err)
 		}
 	}
 	return nil
@@ -347,7 +347,7 @@ func (m Substitutable) Validate() error {
 	}
 	for i, s := range m.Infos {
 		if err := s.Validate(); err != nil {
-			return fmt.Errorf("Infos[%d]: %w", i, err)
+			return fmt.Errorf("infos[%d]: %w", i, err)
 		}
 	}
 	return nil

@@ -27,16 +27,6 @@ import (
 // Substitution from binary caches made by `nix copy --to file://…` and served
 // over loopback HTTP by a Go file server.
 
-const substConf = `
-allowed-users = *
-trusted-users = root @privnix-test-trusted
-build-users-group = privnix-test-bld
-substituters =
-require-sigs = true
-sandbox = false
-max-jobs = 2
-`
-
 // The derivation builds only while the marker file exists: the cache is
 // made with it, the substitution tests run without it (a build would fail).
 const substExpr = `{ marker, tag ? "a" }: let
@@ -69,7 +59,7 @@ func newSubstEnv(t *testing.T, extraConf string) *substEnv {
 		t.Fatal(err)
 	}
 	e.pubKey = strings.TrimSpace(string(pk))
-	e.s = testenv.NewStore(t, substConf+"trusted-public-keys = "+e.pubKey+"\n"+extraConf)
+	e.s = testenv.NewStore(t, buildConf+"trusted-public-keys = "+e.pubKey+"\n"+extraConf)
 	in := filepath.Join(e.s.Root, "in")
 	os.MkdirAll(in, 0o755)
 	e.expr = filepath.Join(in, "subst.nix")
@@ -257,7 +247,7 @@ func TestSubstituteUntrustedUser(t *testing.T) {
 		caches[tag] = serve(t, http.FileServer(http.Dir(dir)))
 		outs[tag] = out
 	}
-	conf := substConf + "trusted-public-keys = " + e.pubKey + "\ntrusted-substituters ="
+	conf := buildConf + "trusted-public-keys = " + e.pubKey + "\ntrusted-substituters ="
 	for _, tag := range []string{"signed", "unsigned", "unknown", "wrong"} {
 		conf += " " + caches[tag]
 	}
@@ -466,7 +456,7 @@ func TestSubstituteQueries(t *testing.T) {
 	f.WriteString("WantMassQuery: 1\n")
 	f.Close()
 	url := serve(t, http.FileServer(http.Dir(dir)))
-	conf := substConf + "trusted-public-keys = " + e.pubKey + "\nsubstituters = " + url + "\n"
+	conf := buildConf + "trusted-public-keys = " + e.pubKey + "\nsubstituters = " + url + "\n"
 	if err := os.WriteFile(filepath.Join(e.s.ConfDir, "nix.conf"), []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -3,14 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"sync"
 	"time"
 )
@@ -70,16 +68,9 @@ func (t *Target) cacheURL() string {
 // so that the workload finds it in the cache only.
 func substSetup(in *Inputs) func(ctx context.Context, t *Target) error {
 	return func(ctx context.Context, t *Target) error {
-		out, err := t.store.Run(ctx, nil, "nix-instantiate", "--eval", "--strict", "--json", "--read-write-mode",
-			in.ChainNix, "--arg", "n", strconv.Itoa(substPaths), "--argstr", "seed", "subst")
-		if err != nil {
+		if err := addChain(ctx, t, in, substPaths, "subst"); err != nil {
 			return err
 		}
-		var v struct{ First, Last string }
-		if err := json.Unmarshal([]byte(out), &v); err != nil {
-			return fmt.Errorf("nix-instantiate output %q: %v", out, err)
-		}
-		t.first, t.last = v.First, v.Last
 		root, _, err := cacheBase(filepath.Dir(t.store.Root))
 		if err != nil {
 			return err

@@ -256,19 +256,7 @@ func groups(in *Inputs, self string, loadDur time.Duration) []*Group {
 				}},
 		}},
 		{Name: "queries",
-			Setup: func(ctx context.Context, t *Target) error {
-				out, err := t.store.Run(ctx, nil, "nix-instantiate", "--eval", "--strict", "--json", "--read-write-mode",
-					in.ChainNix, "--arg", "n", strconv.Itoa(chainLen), "--argstr", "seed", "q")
-				if err != nil {
-					return err
-				}
-				var v struct{ First, Last string }
-				if err := json.Unmarshal([]byte(out), &v); err != nil {
-					return fmt.Errorf("nix-instantiate output %q: %v", out, err)
-				}
-				t.first, t.last = v.First, v.Last
-				return nil
-			},
+			Setup: func(ctx context.Context, t *Target) error { return addChain(ctx, t, in, chainLen, "q") },
 			Workloads: []*Workload{
 				{ID: "query-requisites-1000", Title: "`nix-store -q --requisites` (1,000 paths)", Kind: kindWall,
 					Run: func(ctx context.Context, t *Target, rep int) error {
@@ -332,4 +320,20 @@ func expectN(out string, err error) func(int) error {
 		}
 		return nil
 	}
+}
+
+// addChain adds a chain of n text files (chainNix) and records its first
+// and last paths in t.
+func addChain(ctx context.Context, t *Target, in *Inputs, n int, seed string) error {
+	out, err := t.store.Run(ctx, nil, "nix-instantiate", "--eval", "--strict", "--json", "--read-write-mode",
+		in.ChainNix, "--arg", "n", strconv.Itoa(n), "--argstr", "seed", seed)
+	if err != nil {
+		return err
+	}
+	var v struct{ First, Last string }
+	if err := json.Unmarshal([]byte(out), &v); err != nil {
+		return fmt.Errorf("nix-instantiate output %q: %v", out, err)
+	}
+	t.first, t.last = v.First, v.Last
+	return nil
 }
