@@ -42,7 +42,8 @@ type cache struct {
 
 const (
 	prefetch   = 256     // infos fetched ahead per monitor request
-	maxEntries = 1 << 16 // the cache is emptied rather than grown past this
+	maxEntries = 1 << 13 // the cache is emptied rather than grown past this (a few MiB)
+	maxHint    = 1 << 17 // longest list kept as a hint
 )
 
 // current returns the generation to tag a new answer with, dropping answers
@@ -222,7 +223,7 @@ func (c *cache) ahead(p string) (paths []string, closure int) {
 func (c *cache) hint(ps []string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if len(ps) < 2 || len(ps) > maxEntries {
+	if len(ps) < 2 || len(ps) > maxHint {
 		return
 	}
 	c.list, c.pos = ps, make(map[string]int, len(ps))
