@@ -2,12 +2,14 @@ package integration
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"os/user"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -19,7 +21,8 @@ import (
 // PRIVNIX_TEST_HOLD=<socket> it connects, says "ready" and waits for stdin
 // to close. Tests run it as a test user to have a live, bound frontend. Each
 // line it reads is added to the store as a text file named "held", and it
-// prints the path or the error, so a test can use the held connection.
+// prints the path or the error, so a test can use the held connection; a line
+// "import PATH TEXT" imports TEXT as the input-addressed PATH, unsigned.
 func TestMain(m *testing.M) {
 	if sock := os.Getenv("PRIVNIX_TEST_HOLD"); sock != "" {
 		os.Exit(hold(sock))
@@ -45,6 +48,13 @@ func hold(sock string) int {
 	fmt.Println("ready")
 	in := bufio.NewScanner(os.Stdin)
 	for in.Scan() {
+		if f := strings.SplitN(in.Text(), " ", 3); len(f) == 3 && f[0] == "import" {
+			nar := narOfFile(f[2])
+			err := c.AddToStoreNar(wire.ValidPathInfo{Path: f[1], UnkeyedValidPathInfo: wire.UnkeyedValidPathInfo{
+				NarHash: hexSHA256(nar), NarSize: uint64(len(nar))}}, false, false, bytes.NewReader(nar))
+			fmt.Println(f[1], err)
+			continue
+		}
 		p, err := c.AddTextToStore("held", in.Text(), nil)
 		fmt.Println(p, err)
 	}

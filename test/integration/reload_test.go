@@ -1,7 +1,9 @@
 package integration
 
 import (
+	"bufio"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -44,6 +46,33 @@ func TestReloadKeepsConnections(t *testing.T) {
 	checkAccess(t, s, true, true)
 	if !strings.Contains(s.d.Log.String(), "privnix-build-uids") {
 		t.Errorf("the log does not say which setting was wrong:\n%s", s.d.Log.String())
+	}
+}
+
+// A connection keeps the settings it was accepted under: alice's connection
+// opened while require-sigs was false may still import an unsigned path
+// after a reload sets it to true; her new connection may not.
+func TestReloadKeepsAConnectionsSettings(t *testing.T) {
+	s := startReloadable(t, skeletonConf+"require-sigs = false\n")
+	importOn := func(in io.Writer, out *bufio.Reader, p string) string {
+		fmt.Fprintln(in, "import", p, "unsigned import of "+p)
+		line, _ := out.ReadString('\n')
+		return line
+	}
+	old, oldAnswers := heldConnection(t, testenv.Alice, s.SocketPath)
+	p1 := s.StoreDir + "/00000000000000000000000000000001-unsigned"
+	if got := importOn(old, oldAnswers, p1); got != p1+" <nil>\n" {
+		t.Fatalf("unsigned import with require-sigs = false: %q", got)
+	}
+	s.reload(t, skeletonConf+"require-sigs = true\n", "configuration reloaded")
+	p2 := s.StoreDir + "/00000000000000000000000000000002-unsigned"
+	if got := importOn(old, oldAnswers, p2); got != p2+" <nil>\n" {
+		t.Errorf("the connection opened before the reload: unsigned import %q, want it accepted", got)
+	}
+	fresh, freshAnswers := heldConnection(t, testenv.Alice, s.SocketPath)
+	p3 := s.StoreDir + "/00000000000000000000000000000003-unsigned"
+	if got := importOn(fresh, freshAnswers, p3); !strings.Contains(got, "lacks a valid signature") {
+		t.Errorf("a connection opened after the reload: unsigned import %q, want it refused", got)
 	}
 }
 
