@@ -32,6 +32,7 @@ type childConfig struct {
 	Opts    Options
 	Open    string // world-writable directory (0777) outside every rule, with a 0666 file "existing"
 	Staging string // the storeproc's writable directory
+	Ports   []int  // fetcher: a loopback TCP port it may connect to, then one it may not
 	Seconds float64
 }
 
@@ -171,13 +172,25 @@ func runChild(spec string) {
 	p := res.Probes
 	common(p)
 	switch cfg.Mode {
-	case "frontend", "storeproc":
+	case "frontend", "storeproc", "fetcher":
 		probeForbidden(p, cfg)
 		res.NewThreads = probeNewThreads(tidsBefore)
 	}
 	switch cfg.Mode {
 	case "storeproc":
 		probeStoreProc(p, cfg)
+	case "fetcher":
+		p["connect_allowed_port"] = errString(tryConnect(unix.AF_INET, cfg.Ports[0]))
+		p["connect_other_port"] = errString(tryConnect(unix.AF_INET, cfg.Ports[1]))
+		p["socket_inet6"] = errString(tryConnect(unix.AF_INET6, -1))
+		p["bind"] = errString(func() error {
+			fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+			if err != nil {
+				return err
+			}
+			defer unix.Close(fd)
+			return unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}})
+		}())
 	case "dirfd":
 		// The staging directory has a Landlock rule (by path); the 0777 one
 		// does not. Creating beneath the pre-opened fd of the 0777 directory
@@ -481,4 +494,18 @@ func countThreads() int {
 		return -1
 	}
 	return len(ents)
+}
+
+// tryConnect opens a TCP socket of the family and, for a port >= 0,
+// connects it to that loopback port.
+func tryConnect(family, port int) error {
+	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil || port < 0 {
+		if err == nil {
+			unix.Close(fd)
+		}
+		return err
+	}
+	defer unix.Close(fd)
+	return unix.Connect(fd, &unix.SockaddrInet4{Port: port, Addr: [4]byte{127, 0, 0, 1}})
 }

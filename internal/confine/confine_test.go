@@ -337,6 +337,45 @@ func TestStoreProc(t *testing.T) {
 	}
 }
 
+// The fetcher: the frontend's refusals, plus IPv4/IPv6 sockets, connect
+// only to the ports it was given (Landlock ABI >= 4), no bind.
+func TestFetcher(t *testing.T) {
+	open, _ := testDirs(t, testUID)
+	var ports []int
+	for range 2 { // raw sockets: package net would make this test binary link cgo
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		must(t, err)
+		defer unix.Close(fd)
+		must(t, unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}))
+		must(t, unix.Listen(fd, 4))
+		sa, err := unix.Getsockname(fd)
+		must(t, err)
+		ports = append(ports, sa.(*unix.SockaddrInet4).Port)
+	}
+	res := runChildProc(t, viaSpawn, testUID, childConfig{
+		Mode: "fetcher", Profile: Fetcher, Open: open, Ports: ports,
+		Opts: Options{ReadOnlyPaths: []string{"/etc/hostname", "/proc/self"}, SendFDs: []int{3}, ConnectTCPPorts: []uint16{uint16(ports[0])}},
+	})
+	if res.ApplyErr != "" {
+		t.Fatalf("Apply: %s", res.ApplyErr)
+	}
+	checkConfined(t, "main thread", res.Status, testUID)
+	checkConfined(t, "other thread", res.Other, testUID)
+	wantProbes(t, "main thread", res.Probes, commonWant)
+	wantProbes(t, "other thread", res.OtherProbes, commonWant)
+	wantProbes(t, "main thread", res.Probes, forbiddenWant)
+	other := "EACCES" // Landlock's TCP connect rule
+	if landlockABI() < 4 {
+		other = "ok" // no network rights in this kernel's Landlock: the port list cannot be enforced
+	}
+	wantProbes(t, "main thread", res.Probes, map[string]string{
+		"connect_allowed_port": "ok",
+		"connect_other_port":   other,
+		"socket_inet6":         "ok",
+		"bind":                 "EPERM",
+	})
+}
+
 // TestLandlockDirFDNoExemption records the finding in landlock.go: a
 // directory fd opened before landlock_restrict_self gives no right to create
 // beneath it.
