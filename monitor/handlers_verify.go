@@ -158,7 +158,7 @@ func (vr *verifier) links() error {
 		if err != nil || got.Nix32() == name {
 			continue // a link optimise is replacing right now, or a good one
 		}
-		vr.found = append(vr.found, msg.Finding{What: msg.FoundLinkModified, Link: name, Got: got.String()})
+		vr.found = append(vr.found, msg.Finding{What: msg.FoundLinkModified, Link: name, Got: got.Nix32()})
 		if vr.repair && unix.Unlinkat(dfd, name, 0) == nil {
 			vr.found = append(vr.found, msg.Finding{What: msg.FoundLinkRemoved, Link: name})
 			continue

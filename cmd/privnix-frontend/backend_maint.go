@@ -46,6 +46,7 @@ func (b *backend) VerifyStore(ctx context.Context, checkContents, repair bool) (
 			log.Log(wire.LvlError, fmt.Sprintf("link '%s/.links/%s' was modified! expected hash '%s', got '%s'", b.storeDir, f.Link, f.Link, f.Got))
 		case msg.FoundLinkRemoved:
 			enter(1)
+			log.Log(wire.LvlInfo, fmt.Sprintf("removed link '%s/.links/%s'", b.storeDir, f.Link))
 		case msg.FoundModified:
 			enter(2)
 			log.Log(wire.LvlError, fmt.Sprintf("path '%s' was modified! expected hash '%s', got '%s'", f.Path, f.Expected, f.Got))

@@ -44,7 +44,7 @@ const (
 	FoundVanishedReferred uint64 = 2 // Path is gone but has valid referrers; still valid
 	FoundModified         uint64 = 3 // Path's NAR hash is Got, not the registered Expected
 	FoundCannotRepair     uint64 = 4 // Path could not be repaired
-	FoundLinkModified     uint64 = 5 // <store>/.links/Link hashes to Got, not its name
+	FoundLinkModified     uint64 = 5 // <store>/.links/Link hashes to Got (bare nix32), not its name
 	FoundLinkRemoved      uint64 = 6 // that link was removed (repair)
 	FoundUnreadable       uint64 = 7 // Path could not be read (Got: why)
 	maxFinding                   = FoundUnreadable

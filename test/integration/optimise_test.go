@@ -95,6 +95,13 @@ func optimiseScenario(t *testing.T, s *testenv.Store, in string) map[string]stri
 	out["after optimise"] = linkMap(t, s.StoreDir)
 	run("optimise again", a, "--optimise")
 	run("verify", a, "--verify", "--check-contents")
+	// A damaged .links entry (the one lone.txt, linked nowhere else, has):
+	// reported, then removed by a trusted repair.
+	lone := filepath.Join(s.StoreDir, ".links", linkOf(t, paths[4]))
+	tamper(t, lone, "not alone\n")
+	run("verify bad link", a, "--verify", "--check-contents")
+	run("repair bad link", testenv.Bob, "--verify", "--check-contents", "--repair")
+	out["after repair"] = linkMap(t, s.StoreDir)
 	run("delete two", a, "--delete", paths[2])
 	out["after delete"] = linkMap(t, s.StoreDir)
 	run("gc", a, "--gc")
@@ -131,4 +138,22 @@ func TestOptimiseMatchesNixDaemon(t *testing.T) {
 	if err != nil || st.Mode().Perm()&0o022 != 0 || st.Sys().(*syscall.Stat_t).Uid != 0 {
 		t.Errorf(".links: %v %v", st, err)
 	}
+}
+
+// linkOf is the name of the .links entry sharing the inode of the file p.
+func linkOf(t *testing.T, p string) string {
+	t.Helper()
+	var st syscall.Stat_t
+	if err := syscall.Lstat(p, &st); err != nil {
+		t.Fatal(err)
+	}
+	links, _ := os.ReadDir(filepath.Join(filepath.Dir(p), ".links"))
+	for _, e := range links {
+		var ls syscall.Stat_t
+		if syscall.Lstat(filepath.Join(filepath.Dir(p), ".links", e.Name()), &ls) == nil && ls.Ino == st.Ino {
+			return e.Name()
+		}
+	}
+	t.Fatalf("%s is not linked", p)
+	return ""
 }
