@@ -118,22 +118,37 @@ func (m *Monitor) gatherRoots(ctx context.Context, removeStale bool) ([]gc.Root,
 // gcReply splits the result's paths into frames; BytesFreed and LinksSaved
 // are on the last.
 func gcReply(res gc.Result, saved int64) reply {
-	const budget = msg.MaxBody / 2
 	var rep reply
-	cur := &msg.GCResult{}
-	size := 0
-	for _, p := range res.Paths {
-		if len(cur.Paths) == msg.MaxPaths || size+len(p)+8 > budget {
-			cur.More = true
-			rep.msgs = append(rep.msgs, cur)
-			cur, size = &msg.GCResult{}, 0
+	parts := frames(res.Paths, msg.MaxPaths, func(p string) int { return len(p) + 8 })
+	for i, part := range parts {
+		m := &msg.GCResult{More: i < len(parts)-1}
+		for _, p := range part {
+			m.Paths = append(m.Paths, msg.StorePath(p))
 		}
-		cur.Paths = append(cur.Paths, msg.StorePath(p))
-		size += len(p) + 8
+		if !m.More {
+			m.BytesFreed, m.LinksSaved = res.BytesFreed, saved
+		}
+		rep.msgs = append(rep.msgs, m)
 	}
-	cur.BytesFreed, cur.LinksSaved = res.BytesFreed, saved
-	rep.msgs = append(rep.msgs, cur)
 	return rep
+}
+
+// frames cuts items into runs of at most maxItems items and about half a frame
+// of bytes (size of each), for an answer sent as several frames with More.
+// There is always at least one run.
+func frames[T any](items []T, maxItems int, size func(T) int) [][]T {
+	const budget = msg.MaxBody / 2
+	out := [][]T{nil}
+	n := 0
+	for _, it := range items {
+		k := size(it)
+		if last := out[len(out)-1]; len(last) == maxItems || n+k > budget {
+			out, n = append(out, nil), 0
+		}
+		out[len(out)-1] = append(out[len(out)-1], it)
+		n += k
+	}
+	return out
 }
 
 func handleFindRoots(s *session, _ msg.Message, _ []*os.File) (reply, error) {
@@ -150,10 +165,7 @@ func handleFindRoots(s *session, _ msg.Message, _ []*os.File) (reply, error) {
 		path storepath.Path
 	}
 	seen := map[key]bool{}
-	const budget = msg.MaxBody / 2
-	var rep reply
-	cur := &msg.Roots{}
-	size := 0
+	var shown []msg.Root
 	for _, r := range roots {
 		k := key{r.Link, r.Path}
 		if seen[k] {
@@ -165,16 +177,13 @@ func handleFindRoots(s *session, _ msg.Message, _ []*os.File) (reply, error) {
 			s.log.Warn("a GC root that cannot be shown was left out", "link", r.Link)
 			continue
 		}
-		n := len(mr.Link) + len(mr.Path) + 16
-		if len(cur.Roots) == msg.MaxRoots || size+n > budget {
-			cur.More = true
-			rep.msgs = append(rep.msgs, cur)
-			cur, size = &msg.Roots{}, 0
-		}
-		cur.Roots = append(cur.Roots, mr)
-		size += n
+		shown = append(shown, mr)
 	}
-	rep.msgs = append(rep.msgs, cur)
+	var rep reply
+	parts := frames(shown, msg.MaxRoots, func(r msg.Root) int { return len(r.Link) + len(r.Path) + 16 })
+	for i, part := range parts {
+		rep.msgs = append(rep.msgs, &msg.Roots{Roots: part, More: i < len(parts)-1})
+	}
 	return rep, nil
 }
 

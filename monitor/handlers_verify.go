@@ -224,21 +224,10 @@ func narSHA256(dirfd int, name string) (nixhash.Hash, error) {
 
 // verifiedReply splits findings into Verified frames; Errors is on the last.
 func verifiedReply(found []msg.Finding, errs bool) reply {
-	const budget = msg.MaxBody / 2
 	var rep reply
-	cur := &msg.Verified{}
-	size := 0
-	for _, f := range found {
-		n := len(f.Path) + len(f.Link) + len(f.Expected) + len(f.Got) + 16
-		if len(cur.Findings) == msg.MaxFindings || size+n > budget {
-			cur.More = true
-			rep.msgs = append(rep.msgs, cur)
-			cur, size = &msg.Verified{}, 0
-		}
-		cur.Findings = append(cur.Findings, f)
-		size += n
+	parts := frames(found, msg.MaxFindings, func(f msg.Finding) int { return len(f.Path) + len(f.Link) + len(f.Expected) + len(f.Got) + 16 })
+	for i, part := range parts {
+		rep.msgs = append(rep.msgs, &msg.Verified{Findings: part, More: i < len(parts)-1, Errors: errs && i == len(parts)-1})
 	}
-	cur.Errors = errs
-	rep.msgs = append(rep.msgs, cur)
 	return rep
 }

@@ -2,6 +2,7 @@ package integration
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -129,7 +130,7 @@ func TestOptimiseMatchesNixDaemon(t *testing.T) {
 	s.Reset(t)
 	testenv.StartPrivnixd(t, s)
 	got := optimiseScenario(t, s, in)
-	for _, k := range slices.Sorted(mapKeys(want)) {
+	for _, k := range slices.Sorted(maps.Keys(want)) {
 		if got[k] != want[k] {
 			t.Errorf("%s: privnixd gave\n%s\nnix-daemon gave\n%s", k, got[k], want[k])
 		}

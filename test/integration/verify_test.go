@@ -2,6 +2,7 @@ package integration
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -120,16 +121,6 @@ func verifyScenario(t *testing.T, s *testenv.Store, in string) map[string]string
 	return out
 }
 
-func mapKeys[K comparable, V any](m map[K]V) func(func(K) bool) {
-	return func(yield func(K) bool) {
-		for k := range m {
-			if !yield(k) {
-				return
-			}
-		}
-	}
-}
-
 // nix-store --verify [--check-contents] [--repair] through privnixd answers as
 // nix-daemon 2.8 does on the same store contents: a clean store, a path whose
 // files were changed ("was modified! expected hash …, got …"), repair refused
@@ -155,7 +146,7 @@ func TestVerifyMatchesNixDaemon(t *testing.T) {
 	s.Reset(t)
 	testenv.StartPrivnixd(t, s)
 	got := verifyScenario(t, s, in)
-	for _, k := range slices.Sorted(mapKeys(want)) {
+	for _, k := range slices.Sorted(maps.Keys(want)) {
 		if got[k] != want[k] {
 			t.Errorf("%s: privnixd gave\n%s\nnix-daemon gave\n%s", k, got[k], want[k])
 		}
