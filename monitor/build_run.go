@@ -784,6 +784,7 @@ func (m *Monitor) registerOutputs(s *session, b *preparedBuild) (uint64, string,
 	for _, info := range infos {
 		m.roots.addTemp(s, info.Path)
 		s.audit.Info("build output registered", "drv", shownDrv, "path", dir.String(info.Path), "nar_size", info.NarSize)
+		m.autoOptimise(s.snap.set, info.Path)
 	}
 	return status, text, nil
 }

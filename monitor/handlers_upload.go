@@ -497,6 +497,7 @@ func (s *session) register(up *upload, info storedb.PathInfo) reply {
 	}
 	s.audit.Info("path registered", "path", st.dir.String(info.Path), "nar_size", info.NarSize)
 	s.afterRegister(info.Path) // a .drv: verified, its outputs recorded (build_drvs.go)
+	s.m.autoOptimise(s.snap.set, info.Path)
 	var out storedb.PathInfo
 	st.with(func(db *storedb.DB) (e error) { out, _, e = db.PathInfo(info.Path); return })
 	return answer(s.toMsgInfo(out))

@@ -22,9 +22,10 @@ type OptimiseStats struct {
 }
 
 // Linker hard-links identical files of store objects through LinksDir
-// (nix-store --optimise, §6.13). It remembers the inodes LinksDir holds, so a
-// file already linked is skipped without hashing. One Linker at a time: the
-// caller holds the GC lock, so no store object it walks is deleted meanwhile.
+// (nix-store --optimise, §6.13, and auto-optimise-store). The caller keeps
+// the store objects it walks from being deleted meanwhile (the GC lock, or a
+// temporary root). Two Linkers may race on one LinksDir entry: linking is
+// retried, and a file is only ever replaced by a link to identical bytes.
 type Linker struct {
 	s      *Store
 	links  int // LinksDir, O_RDONLY
@@ -32,7 +33,7 @@ type Linker struct {
 	Stats  OptimiseStats
 }
 
-// NewLinker opens (and makes, root's, 0755) LinksDir and reads its inodes.
+// NewLinker opens (and makes, root's, 0755) LinksDir.
 func (s *Store) NewLinker() (*Linker, error) {
 	if err := unix.Mkdirat(s.storeFd, LinksDir, 0o755); err != nil && err != unix.EEXIST {
 		return nil, fmt.Errorf("storefs: making %s: %w", LinksDir, err)
@@ -46,18 +47,24 @@ func (s *Store) NewLinker() (*Linker, error) {
 		unix.Close(fd)
 		return nil, fmt.Errorf("storefs: %s is not the daemon's or is writable by others: %w", LinksDir, ErrUnsafe)
 	}
-	l := &Linker{s: s, links: fd, inodes: map[uint64]bool{}}
-	names, err := readNames(fd, nil, nil)
+	return &Linker{s: s, links: fd, inodes: map[uint64]bool{}}, nil
+}
+
+// LoadInodes reads the inodes LinksDir holds, so that Optimise skips files
+// already linked without hashing them (worth it for a whole store; a path
+// just registered has none).
+func (l *Linker) LoadInodes() error {
+	names, err := readNames(l.links, nil, nil)
 	if err != nil {
-		l.Close()
-		return nil, fmt.Errorf("storefs: listing %s: %w", LinksDir, err)
+		return fmt.Errorf("storefs: listing %s: %w", LinksDir, err)
 	}
+	var st unix.Stat_t
 	for _, n := range names {
-		if unix.Fstatat(fd, n, &st, unix.AT_SYMLINK_NOFOLLOW) == nil {
+		if unix.Fstatat(l.links, n, &st, unix.AT_SYMLINK_NOFOLLOW) == nil {
 			l.inodes[st.Ino] = true
 		}
 	}
-	return l, nil
+	return nil
 }
 
 // Close releases LinksDir.

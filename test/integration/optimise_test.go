@@ -158,3 +158,32 @@ func linkOf(t *testing.T, p string) string {
 	t.Fatalf("%s is not linked", p)
 	return ""
 }
+
+// auto-optimise-store: every path is linked through .links as it is added,
+// as nix-daemon 2.8 does on the same store contents.
+func TestAutoOptimiseMatchesNixDaemon(t *testing.T) {
+	testenv.RequireRoot(t)
+	testenv.RequireNix(t)
+	s := testenv.NewStore(t, storeConf+"auto-optimise-store = true\n")
+	in := filepath.Join(s.Root, "in")
+	optimiseInputs(t, in)
+	scenario := func() string {
+		for _, f := range []string{"same.txt", "one", "two", "three", "lone.txt"} {
+			if r := s.Run(t, testenv.Alice, nil, "nix-store", "--add", filepath.Join(in, f)); r.Err != nil {
+				t.Fatalf("add %s: %v %s", f, r.Err, r.Stderr)
+			}
+		}
+		return linkMap(t, s.StoreDir)
+	}
+	nd := testenv.StartNixDaemon(t, s)
+	want := scenario()
+	nd.Stop(t)
+	if !strings.Contains(want, "nlink=5") {
+		t.Fatalf("nix-daemon did not link on add:\n%s", want)
+	}
+	s.Reset(t)
+	testenv.StartPrivnixd(t, s)
+	if got := scenario(); got != want {
+		t.Errorf("privnixd linked\n%s\nnix-daemon linked\n%s", got, want)
+	}
+}
