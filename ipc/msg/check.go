@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"reflect"
 	"strings"
+	"sync"
+	"sync/atomic"
 )
 
 // Length limits shared by the validators.
@@ -21,13 +23,22 @@ const (
 // Nix32Alphabet is Nix's base-32 alphabet (no e, o, t, u).
 const Nix32Alphabet = "0123456789abcdfghijklmnpqrsvwxyz"
 
-func isNix32(c byte) bool { return strings.IndexByte(Nix32Alphabet, c) >= 0 }
+// Character classes, as tables (validation runs on every path of every
+// message, both ways).
+var nix32Chars, nameChars = charTable(Nix32Alphabet),
+	charTable("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+-._?=")
+
+func charTable(chars string) (t [256]bool) {
+	for i := 0; i < len(chars); i++ {
+		t[chars[i]] = true
+	}
+	return t
+}
+
+func isNix32(c byte) bool { return nix32Chars[c] }
 
 // isNameChar reports whether c may appear in a store path name.
-func isNameChar(c byte) bool {
-	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
-		strings.IndexByte("+-._?=", c) >= 0
-}
+func isNameChar(c byte) bool { return nameChars[c] }
 
 // ValidName checks a store path name: 1..MaxName characters of
 // [A-Za-z0-9+-._?=], not starting with '.'.
@@ -73,6 +84,20 @@ func ValidBase(base string) error {
 // ValidStoreDir checks a store directory: absolute, clean, not "/", no
 // trailing '/', no NUL, at most MaxStoreDir bytes.
 func ValidStoreDir(dir string) error {
+	if p := lastStoreDir.Load(); p != nil && *p == dir {
+		return nil // every path of a channel has the same directory
+	}
+	if err := checkStoreDir(dir); err != nil {
+		return err
+	}
+	lastStoreDir.Store(&dir)
+	return nil
+}
+
+// lastStoreDir is the last directory ValidStoreDir accepted.
+var lastStoreDir atomic.Pointer[string]
+
+func checkStoreDir(dir string) error {
 	if len(dir) < 2 || len(dir) > MaxStoreDir || dir[0] != '/' || dir[len(dir)-1] == '/' {
 		return fmt.Errorf("store dir %q is not an absolute directory of 2..%d bytes", dir, MaxStoreDir)
 	}
@@ -130,7 +155,8 @@ func validOptPath(p StorePath) error {
 var storePathType = reflect.TypeFor[StorePath]()
 
 // CheckStoreDir checks that every non-empty StorePath in m, at any depth, is
-// directly in dir. It assumes m has been validated.
+// directly in dir. It assumes m has been validated (so each path's syntax is
+// right already).
 func CheckStoreDir(m Message, dir string) error {
 	return checkDir(reflect.ValueOf(m), dir)
 }
@@ -143,14 +169,15 @@ func checkDir(v reflect.Value, dir string) error {
 		}
 		return checkDir(v.Elem(), dir)
 	case reflect.Struct:
-		for i := 0; i < v.NumField(); i++ {
-			if v.Type().Field(i).IsExported() {
-				if err := checkDir(v.Field(i), dir); err != nil {
-					return err
-				}
+		for _, i := range pathFields(v.Type()) {
+			if err := checkDir(v.Field(i), dir); err != nil {
+				return err
 			}
 		}
 	case reflect.Slice, reflect.Array:
+		if !holdsPaths(v.Type().Elem()) {
+			return nil
+		}
 		for i := 0; i < v.Len(); i++ {
 			if err := checkDir(v.Index(i), dir); err != nil {
 				return err
@@ -158,10 +185,49 @@ func checkDir(v reflect.Value, dir string) error {
 		}
 	case reflect.String:
 		if v.Type() == storePathType && v.Len() > 0 {
-			return ValidStorePath(dir, StorePath(v.String()))
+			if d, _ := StorePath(v.String()).Split(); d != dir {
+				return fmt.Errorf("store path %q is not in %q", v.String(), dir)
+			}
 		}
 	}
 	return nil
+}
+
+// pathFieldsOf caches, per struct type, the indices of its exported fields
+// that may hold a StorePath.
+var pathFieldsOf sync.Map // reflect.Type → []int
+
+func pathFields(t reflect.Type) []int {
+	if f, ok := pathFieldsOf.Load(t); ok {
+		return f.([]int)
+	}
+	var idx []int
+	for i := 0; i < t.NumField(); i++ {
+		if f := t.Field(i); f.IsExported() && holdsPaths(f.Type) {
+			idx = append(idx, i)
+		}
+	}
+	pathFieldsOf.Store(t, idx)
+	return idx
+}
+
+// holdsPaths reports whether a value of type t may contain a StorePath.
+func holdsPaths(t reflect.Type) bool {
+	switch t.Kind() {
+	case reflect.String:
+		return t == storePathType
+	case reflect.Pointer, reflect.Slice, reflect.Array:
+		return holdsPaths(t.Elem())
+	case reflect.Interface:
+		return true
+	case reflect.Struct:
+		for i := 0; i < t.NumField(); i++ {
+			if f := t.Field(i); f.IsExported() && holdsPaths(f.Type) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // hashLens gives, per algorithm, the digest length in base16 and nix32.
@@ -205,7 +271,7 @@ func ValidHash(s, algo string) error {
 		// which only size*8 are used.
 		size := l[0] / 2
 		excess := l[1]*5 - size*8
-		if v := strings.IndexByte(Nix32Alphabet, digest[0]); v>>(5-excess) != 0 {
+		if v := strings.IndexByte(Nix32Alphabet, digest[0]); v>>(5-excess) != 0 { // nix32 already checked
 			return fmt.Errorf("hash %q: non-zero excess bits", s)
 		}
 		return nil

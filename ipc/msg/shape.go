@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"reflect"
+	"sync"
 )
 
 // maxDepth bounds the nesting of arrays in a body (a message holding a list of
@@ -40,25 +41,17 @@ func checkShape(b []byte, t reflect.Type, depth int) ([]byte, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%w (%s)", err, t)
 		}
-		fields := 0
-		for i := 0; i < t.NumField(); i++ {
-			f := t.Field(i)
-			if !f.IsExported() || f.Tag.Get("msgpack") == "-" {
-				continue
-			}
-			if f.Anonymous {
-				return nil, fmt.Errorf("%w: %s embeds %s", ErrMalformed, t, f.Name)
-			}
-			fields++
-			if fields > n {
-				break
-			}
-			if rest, err = checkShape(rest, f.Type, depth+1); err != nil {
+		fields, err := wireFields(t)
+		if err != nil {
+			return nil, err
+		}
+		if len(fields) != n {
+			return nil, fmt.Errorf("%w: %s has %d fields, array has %d", ErrMalformed, t, len(fields), n)
+		}
+		for _, ft := range fields {
+			if rest, err = checkShape(rest, ft, depth+1); err != nil {
 				return nil, err
 			}
-		}
-		if fields != n {
-			return nil, fmt.Errorf("%w: %s has %d fields, array has %d", ErrMalformed, t, fields, n)
 		}
 		return rest, nil
 
@@ -120,6 +113,39 @@ func checkShape(b []byte, t reflect.Type, depth int) ([]byte, error) {
 		return rest, nil
 	}
 	return nil, fmt.Errorf("%w: Go type %s not allowed in messages", ErrMalformed, t)
+}
+
+// wireFieldsOf caches wireFields' answers.
+var wireFieldsOf sync.Map // reflect.Type → []reflect.Type or error
+
+// wireFields returns the types of the fields of struct type t that are on the
+// wire (exported, not tagged "-"), in order; an embedded field is an error.
+func wireFields(t reflect.Type) ([]reflect.Type, error) {
+	if v, ok := wireFieldsOf.Load(t); ok {
+		if err, bad := v.(error); bad {
+			return nil, err
+		}
+		return v.([]reflect.Type), nil
+	}
+	var fields []reflect.Type
+	var err error
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		if !f.IsExported() || f.Tag.Get("msgpack") == "-" {
+			continue
+		}
+		if f.Anonymous {
+			err = fmt.Errorf("%w: %s embeds %s", ErrMalformed, t, f.Name)
+			break
+		}
+		fields = append(fields, f.Type)
+	}
+	if err != nil {
+		wireFieldsOf.Store(t, err)
+		return nil, err
+	}
+	wireFieldsOf.Store(t, fields)
+	return fields, nil
 }
 
 func codeErr(c byte, t reflect.Type) error {
