@@ -162,27 +162,20 @@ func handleQueryPathInfos(s *session, req msg.Message, _ []*os.File) (reply, err
 	if err := s.m.store.with(func(db *storedb.DB) (e error) { infos, e = db.ClosureInfos(ps, int(q.Closure)); return }); err != nil {
 		return s.failed("QueryPathInfos", err), nil
 	}
-	// Frames of at most half a body's worth of paths and hashes.
-	const budget = msg.MaxBody / 2
-	var rep reply
-	cur, size := &msg.PathInfos{}, 0
-	for _, i := range infos {
-		mi := s.toMsgInfo(i)
-		n := infoSize(mi)
-		if len(cur.Infos) > 0 && (len(cur.Infos) == msg.MaxPathInfos || size+n > budget) {
-			cur.More = true
-			rep.msgs = append(rep.msgs, cur)
-			cur, size = &msg.PathInfos{}, 0
-		}
-		cur.Infos = append(cur.Infos, *mi)
-		size += n
+	out := make([]msg.PathInfo, len(infos))
+	for i, info := range infos {
+		out[i] = *s.toMsgInfo(info)
 	}
-	rep.msgs = append(rep.msgs, cur)
+	var rep reply
+	frames := inFrames(out, infoSize)
+	for i, f := range frames {
+		rep.msgs = append(rep.msgs, &msg.PathInfos{Infos: f, More: i < len(frames)-1})
+	}
 	return rep, nil
 }
 
 // infoSize bounds the encoded size of i.
-func infoSize(i *msg.PathInfo) int {
+func infoSize(i msg.PathInfo) int {
 	n := 64 + len(i.Path) + len(i.Deriver) + len(i.NarHash) + len(i.CA)
 	for _, r := range i.References {
 		n += 5 + len(r)
@@ -205,33 +198,50 @@ func handleQueryReferrers(s *session, req msg.Message, _ []*os.File) (reply, err
 	if err := s.m.store.with(func(db *storedb.DB) (e error) { entries, e = db.ReferrersClosure(ps, int(q.Closure)); return }); err != nil {
 		return s.failed("QueryReferrers", err), nil
 	}
-	const budget = msg.MaxBody / 2
-	var rep reply
-	cur, size := &msg.Referrers{}, 0
-	// add appends an entry, starting a new frame when this one is full.
-	add := func(e msg.ReferrersOf, n int) {
-		if len(cur.Entries) > 0 && (len(cur.Entries) == msg.MaxPathInfos || size+n > budget) {
-			cur.More = true
-			rep.msgs = append(rep.msgs, cur)
-			cur, size = &msg.Referrers{}, 0
-		}
-		cur.Entries = append(cur.Entries, e)
-		size += n
-	}
+	// A list too long for one frame continues in the next entry for its path.
+	var out []msg.ReferrersOf
 	for _, e := range entries {
 		path := msg.StorePath(s.m.store.dir.String(e.Path))
-		part, n := msg.ReferrersOf{Path: path}, 8+len(path)
-		for _, r := range e.Referrers {
-			abs := s.m.store.dir.String(r)
-			if len(part.Referrers) == msg.MaxPaths || n+len(abs)+8 > budget {
-				add(part, n) // the rest continues in the next entry for the same path
-				part, n = msg.ReferrersOf{Path: path}, 8+len(path)
-			}
-			part.Referrers = append(part.Referrers, msg.StorePath(abs))
-			n += len(abs) + 8
+		refs := make([]msg.StorePath, len(e.Referrers))
+		for i, r := range e.Referrers {
+			refs[i] = msg.StorePath(s.m.store.dir.String(r))
 		}
-		add(part, n)
+		for _, part := range inFrames(refs, pathSize) {
+			out = append(out, msg.ReferrersOf{Path: path, Referrers: part})
+		}
 	}
-	rep.msgs = append(rep.msgs, cur)
+	var rep reply
+	frames := inFrames(out, func(e msg.ReferrersOf) int {
+		n := pathSize(e.Path)
+		for _, r := range e.Referrers {
+			n += pathSize(r)
+		}
+		return n
+	})
+	for i, f := range frames {
+		rep.msgs = append(rep.msgs, &msg.Referrers{Entries: f, More: i < len(frames)-1})
+	}
 	return rep, nil
+}
+
+func pathSize(p msg.StorePath) int { return 8 + len(p) }
+
+// inFrames splits items into runs of at most msg.MaxPathInfos items and
+// about half a frame's body (size bounds one item's encoded size); there is
+// always at least one run, perhaps empty.
+func inFrames[T any](items []T, size func(T) int) [][]T {
+	const budget = msg.MaxBody / 2
+	runs := [][]T{nil}
+	n := 0
+	for _, it := range items {
+		cur := &runs[len(runs)-1]
+		k := size(it)
+		if len(*cur) > 0 && (len(*cur) == msg.MaxPathInfos || n+k > budget) {
+			runs = append(runs, nil)
+			cur, n = &runs[len(runs)-1], 0
+		}
+		*cur = append(*cur, it)
+		n += k
+	}
+	return runs
 }

@@ -236,85 +236,86 @@ func (c *cache) hint(ps []string) {
 // closure, and caches them; the asked paths that are not valid are cached
 // as such.
 func (b *backend) fetchInfos(gen uint64, paths []string, closure int) error {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if err := b.mon.Send(&msg.QueryPathInfos{Paths: storePaths(paths), Closure: uint64(closure)}); err != nil {
-		return fmt.Errorf("asking the monitor: %w", err)
-	}
 	got := make(map[string]bool, len(paths)+closure)
-	for {
-		ans, fds, err := b.mon.Recv()
-		closeAll(fds)
-		if err != nil {
-			return fmt.Errorf("the monitor's answer: %w", err)
+	err := b.callFrames(&msg.QueryPathInfos{Paths: storePaths(paths), Closure: uint64(closure)}, func(ans msg.Message) (bool, error) {
+		a, ok := ans.(*msg.PathInfos)
+		if !ok {
+			return false, fmt.Errorf("monitor answered QueryPathInfos with %v", ans.Kind())
 		}
-		switch a := ans.(type) {
-		case *msg.Error:
-			return fromMonitorError(a)
-		case *msg.PathInfos:
-			for i := range a.Infos {
-				info, err := toWireInfo(&a.Infos[i])
-				if err != nil {
-					return err
-				}
-				got[info.Path] = true
-				b.cache.putInfo(gen, info.Path, &info.UnkeyedValidPathInfo)
+		for i := range a.Infos {
+			info, err := toWireInfo(&a.Infos[i])
+			if err != nil {
+				return false, err
 			}
-			if a.More {
-				continue
-			}
-			for _, p := range paths {
-				if !got[p] {
-					b.cache.putInfo(gen, p, nil)
-				}
-			}
-			return nil
-		default:
-			return fmt.Errorf("monitor answered QueryPathInfos with %v", ans.Kind())
+			got[info.Path] = true
+			b.cache.putInfo(gen, info.Path, &info.UnkeyedValidPathInfo)
+		}
+		return a.More, nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, p := range paths {
+		if !got[p] {
+			b.cache.putInfo(gen, p, nil)
 		}
 	}
+	return nil
 }
 
 // fetchReferrers asks the monitor for p's referrers and those of part of its
 // referrers' closure, and caches them.
 func (b *backend) fetchReferrers(gen uint64, p string, closure int) error {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if err := b.mon.Send(&msg.QueryReferrers{Paths: msg.StorePaths{msg.StorePath(p)}, Closure: uint64(closure)}); err != nil {
-		return fmt.Errorf("asking the monitor: %w", err)
-	}
 	got := map[string][]string{}
 	var order []string
+	err := b.callFrames(&msg.QueryReferrers{Paths: msg.StorePaths{msg.StorePath(p)}, Closure: uint64(closure)}, func(ans msg.Message) (bool, error) {
+		a, ok := ans.(*msg.Referrers)
+		if !ok {
+			return false, fmt.Errorf("monitor answered QueryReferrers with %v", ans.Kind())
+		}
+		for _, e := range a.Entries { // a long list continues in the next entry for its path
+			path := string(e.Path)
+			if _, ok := got[path]; !ok {
+				order = append(order, path)
+			}
+			for _, r := range e.Referrers {
+				got[path] = append(got[path], string(r))
+			}
+			if got[path] == nil {
+				got[path] = []string{}
+			}
+		}
+		return a.More, nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, path := range order {
+		b.cache.putReferrers(gen, path, got[path])
+	}
+	return nil
+}
+
+// callFrames sends req and hands each answer frame to each until it says
+// no more follow; a monitor Error ends the call.
+func (b *backend) callFrames(req msg.Message, each func(msg.Message) (more bool, err error)) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err := b.mon.Send(req); err != nil {
+		return fmt.Errorf("asking the monitor: %w", err)
+	}
 	for {
 		ans, fds, err := b.mon.Recv()
 		closeAll(fds)
 		if err != nil {
 			return fmt.Errorf("the monitor's answer: %w", err)
 		}
-		switch a := ans.(type) {
-		case *msg.Error:
-			return fromMonitorError(a)
-		case *msg.Referrers:
-			for _, e := range a.Entries {
-				path := string(e.Path)
-				if _, ok := got[path]; !ok {
-					order = append(order, path)
-				}
-				rs := got[path]
-				for _, r := range e.Referrers {
-					rs = append(rs, string(r))
-				}
-				got[path] = rs
-			}
-			if a.More {
-				continue
-			}
-			for _, path := range order {
-				b.cache.putReferrers(gen, path, got[path])
-			}
-			return nil
-		default:
-			return fmt.Errorf("monitor answered QueryReferrers with %v", ans.Kind())
+		if e, ok := ans.(*msg.Error); ok {
+			return fromMonitorError(e)
+		}
+		more, err := each(ans)
+		if err != nil || !more {
+			return err
 		}
 	}
 }

@@ -22,41 +22,36 @@ import (
 // Recvmsg is recvmsg(2) on a non-blocking socket, without a source address.
 // p must not be empty.
 func Recvmsg(fd int, p, oob []byte, flags int) (n, oobn, recvflags int, err error) {
-	var msg unix.Msghdr
-	iov := unix.Iovec{Base: &p[0]}
-	iov.SetLen(len(p))
-	msg.Iov = &iov
-	msg.SetIovlen(1)
-	if len(oob) > 0 {
-		msg.Control = &oob[0]
-		msg.SetControllen(len(oob))
+	msg := msghdr(p, oob)
+	r, err := call(unix.SYS_RECVMSG, fd, unsafe.Pointer(msg), flags)
+	if err != nil {
+		return 0, 0, 0, err
 	}
-	for {
-		r, _, e := unix.RawSyscall(unix.SYS_RECVMSG, uintptr(fd), uintptr(unsafe.Pointer(&msg)), uintptr(flags))
-		if e == unix.EINTR {
-			continue
-		}
-		if e != 0 {
-			return 0, 0, 0, e
-		}
-		return int(r), int(msg.Controllen), int(msg.Flags), nil
-	}
+	return r, int(msg.Controllen), int(msg.Flags), nil
 }
 
 // Sendmsg is sendmsg(2) on a non-blocking socket, without a destination
 // address. p must not be empty.
 func Sendmsg(fd int, p, oob []byte, flags int) (int, error) {
-	var msg unix.Msghdr
-	iov := unix.Iovec{Base: &p[0]}
-	iov.SetLen(len(p))
-	msg.Iov = &iov
+	return call(unix.SYS_SENDMSG, fd, unsafe.Pointer(msghdr(p, oob)), flags)
+}
+
+// msghdr describes one buffer and its control data.
+func msghdr(p, oob []byte) *unix.Msghdr {
+	msg := &unix.Msghdr{Iov: &unix.Iovec{Base: &p[0]}}
+	msg.Iov.SetLen(len(p))
 	msg.SetIovlen(1)
 	if len(oob) > 0 {
 		msg.Control = &oob[0]
 		msg.SetControllen(len(oob))
 	}
+	return msg
+}
+
+// call makes the raw system call trap(fd, ptr, arg), again on EINTR.
+func call(trap uintptr, fd int, ptr unsafe.Pointer, arg int) (int, error) {
 	for {
-		r, _, e := unix.RawSyscall(unix.SYS_SENDMSG, uintptr(fd), uintptr(unsafe.Pointer(&msg)), uintptr(flags))
+		r, _, e := unix.RawSyscall(trap, uintptr(fd), uintptr(ptr), uintptr(arg))
 		if e == unix.EINTR {
 			continue
 		}
@@ -69,32 +64,14 @@ func Sendmsg(fd int, p, oob []byte, flags int) (int, error) {
 
 // read is read(2) on a non-blocking fd; p must not be empty.
 func read(fd int, p []byte) (int, error) {
-	for {
-		r, _, e := unix.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
-		if e == unix.EINTR {
-			continue
-		}
-		if e != 0 {
-			return 0, e
-		}
-		return int(r), nil
-	}
+	return call(unix.SYS_READ, fd, unsafe.Pointer(&p[0]), len(p))
 }
 
 // write is write(2) on a non-blocking fd; p must not be empty. A peer that
 // has gone makes it fail with EPIPE: the Go runtime ignores the SIGPIPE for
 // fds other than 1 and 2.
 func write(fd int, p []byte) (int, error) {
-	for {
-		r, _, e := unix.RawSyscall(unix.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
-		if e == unix.EINTR {
-			continue
-		}
-		if e != 0 {
-			return 0, e
-		}
-		return int(r), nil
-	}
+	return call(unix.SYS_WRITE, fd, unsafe.Pointer(&p[0]), len(p))
 }
 
 // Conn is a stream socket whose Read and Write use raw system calls. It stays
