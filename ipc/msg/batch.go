@@ -93,7 +93,7 @@ func (m PathInfos) Validate() error {
 	}
 	for i, info := range m.Infos {
 		if err := info.Validate(); err != nil {
-			return fmt.Errorf("Infos[%d]: %w", i, err)
+			return fmt.Errorf("infos[%d]: %w", i, err)
 		}
 	}
 	return nil
@@ -149,7 +149,7 @@ func (m Referrers) Validate() error {
 	}
 	for i, e := range m.Entries {
 		if err := firstErr(field("Path", e.Path.Validate()), field("Referrers", e.Referrers.Validate())); err != nil {
-			return fmt.Errorf("Entries[%d]: %w", i, err)
+			return fmt.Errorf("entries[%d]: %w", i, err)
 		}
 	}
 	return nil
