@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -130,7 +131,7 @@ func Setup(j *Job, mon *ipc.Conn) error {
 	//    mount, IPC, UTS (or, unless Network, network) namespaces: the
 	//    monitor must have set the Cloneflags. Checked against the host's
 	//    PID 1 through the host's /proc, before it is replaced.
-	if err := checkNamespaces(j.Network); err != nil {
+	if err := checkNamespaces(j); err != nil {
 		return fail(StageIdentity, err)
 	}
 
@@ -196,14 +197,20 @@ func Setup(j *Job, mon *ipc.Conn) error {
 	if err := dropBoundingSet(); err != nil {
 		return fail(StageDrop, err)
 	}
-	if err := syscall.Setgroups([]int{}); err != nil {
-		return fail(StageDrop, fmt.Errorf("setgroups: %w", err))
+	if err := dropGroups(j); err != nil {
+		return fail(StageDrop, err)
 	}
 	if err := syscall.Setresgid(int(j.GID), int(j.GID), int(j.GID)); err != nil {
 		return fail(StageDrop, fmt.Errorf("setresgid: %w", err))
 	}
 	if err := syscall.Setresuid(int(j.UID), int(j.UID), int(j.UID)); err != nil {
 		return fail(StageDrop, fmt.Errorf("setresuid: %w", err))
+	}
+	if j.UserNS {
+		// Never root here: our ambient capabilities go explicitly.
+		if err := dropAllCaps(); err != nil {
+			return fail(StageDrop, err)
+		}
 	}
 
 	// 10. Files whose contents the derivation chose (passAsFile,
@@ -259,12 +266,16 @@ func Setup(j *Job, mon *ipc.Conn) error {
 // checkNamespaces compares our namespaces with those of the process that
 // started us (the monitor), found through the host's /proc (still mounted:
 // it shows host pids), since PID 1 of the host may not be readable.
-func checkNamespaces(network bool) error {
-	if os.Geteuid() != 0 || os.Getuid() != 0 {
-		return fmt.Errorf("the build process must start as root (uid %d)", os.Getuid())
+func checkNamespaces(j *Job) error {
+	if uint32(os.Geteuid()) != owner(j) || uint32(os.Getuid()) != owner(j) {
+		return fmt.Errorf("the build process must start as uid %d (uid %d)", owner(j), os.Getuid())
 	}
+	network := j.Network
 	if os.Getpid() != 1 {
 		return fmt.Errorf("not PID 1 of a new PID namespace (pid %d): the monitor must set CLONE_NEWPID", os.Getpid())
+	}
+	if j.UserNS {
+		return checkUserNS()
 	}
 	parent, err := hostParent()
 	if err != nil {
@@ -286,6 +297,24 @@ func checkNamespaces(network bool) error {
 		if mine == theirs {
 			return fmt.Errorf("still in the monitor's %s namespace: the monitor must start the build process in a new one", k)
 		}
+	}
+	return nil
+}
+
+// checkUserNS: in a user namespace of an unprivileged monitor, the
+// parent's namespaces cannot be read (ptrace access is denied across the
+// user namespace). We check we are not in the initial user namespace; that
+// the mount, UTS and network namespaces are new is then the kernel's
+// check: mounting, setting the hostname and raising loopback need
+// capabilities over their namespace, which we only have over those our
+// user namespace owns.
+func checkUserNS() error {
+	b, err := os.ReadFile("/proc/self/uid_map")
+	if err != nil {
+		return err
+	}
+	if f := strings.Fields(string(b)); len(f) != 3 || f[2] != "1" {
+		return fmt.Errorf("uid map %q: not a user namespace mapping one uid", strings.TrimSpace(string(b)))
 	}
 	return nil
 }
@@ -341,8 +370,8 @@ func openSources(j *Job) (*sources, error) {
 	if err := unix.Fstat(store, &st); err != nil {
 		return nil, fail(StageOpenSources, err)
 	}
-	if st.Uid != 0 || st.Mode&0o022 != 0 {
-		return nil, failf(StageOpenSources, "store %s: owner %d mode %#o; want root, writable by nobody else", j.StoreDir, st.Uid, st.Mode&0o7777)
+	if st.Uid != owner(j) || st.Mode&0o022 != 0 {
+		return nil, failf(StageOpenSources, "store %s: owner %d mode %#o; want %d, writable by nobody else", j.StoreDir, st.Uid, st.Mode&0o7777, owner(j))
 	}
 	seen := map[string]bool{}
 	for _, p := range j.InputPaths {
@@ -467,8 +496,8 @@ func prepareStoreView(j *Job, src *sources) error {
 	if err := unix.Fstat(fd, &st); err != nil {
 		return fail(StageStoreView, err)
 	}
-	if st.Uid != 0 || st.Mode&0o022 != 0 {
-		return failf(StageStoreView, "owner %d mode %#o; want a root-owned directory writable by nobody else", st.Uid, st.Mode&0o7777)
+	if st.Uid != owner(j) || st.Mode&0o022 != 0 {
+		return failf(StageStoreView, "owner %d mode %#o; want a directory of %d writable by nobody else", st.Uid, st.Mode&0o7777, owner(j))
 	}
 	if n, err := countEntries(fd); err != nil || n != 0 {
 		return failf(StageStoreView, "not empty (%d entries, %v)", n, err)
@@ -798,6 +827,42 @@ func loopbackUp() error {
 	}
 	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
 	return unix.IoctlIfreq(s, unix.SIOCSIFFLAGS, ifr)
+}
+
+// owner is the uid that owns the store and the store view: root, or in a
+// user namespace (a monitor that is not root) our own uid, the build's.
+func owner(j *Job) uint32 {
+	if j.UserNS {
+		return j.UID
+	}
+	return 0
+}
+
+// dropGroups empties the supplementary groups. In a user namespace of an
+// unprivileged monitor setgroups is denied: the groups stay the monitor's,
+// and confine.ApplyBuilder refuses the build if there are any.
+func dropGroups(j *Job) error {
+	if j.UserNS {
+		return nil
+	}
+	if err := syscall.Setgroups([]int{}); err != nil {
+		return fmt.Errorf("setgroups: %w", err)
+	}
+	return nil
+}
+
+// dropAllCaps clears the ambient, permitted, effective and inheritable
+// capabilities of every thread.
+func dropAllCaps() error {
+	if _, _, e := syscall.AllThreadsSyscall(unix.SYS_PRCTL, unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0); e != 0 {
+		return fmt.Errorf("clearing the ambient capabilities: %w", e)
+	}
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if _, _, e := syscall.AllThreadsSyscall(unix.SYS_CAPSET, uintptr(unsafe.Pointer(&hdr)), uintptr(unsafe.Pointer(&data[0])), 0); e != 0 {
+		return fmt.Errorf("clearing the capabilities: %w", e)
+	}
+	return nil
 }
 
 // dropBoundingSet empties the bounding set of every thread.

@@ -80,7 +80,8 @@ func (p *buildprocSpare) close() {
 // startBuildproc starts privnix-build (as root, in the build's namespaces)
 // and waits for its Hello.
 func (m *Monitor) startBuildproc(network bool) (*child, error) {
-	c, err := m.buildSpawner.spawn(spawnSpec{role: roleBuild, build: true, network: network})
+	// Without root, in a user namespace of its own too (buildUserNS).
+	c, err := m.buildSpawner.spawn(spawnSpec{role: roleBuild, build: true, network: network, userNS: !m.root})
 	if err != nil {
 		return nil, err
 	}

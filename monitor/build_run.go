@@ -215,7 +215,11 @@ func (m *Monitor) prepareBuild(s *session, set *conf.Settings, v *verifiedDrv, u
 		}
 	}()
 	rfd := int(b.root.Dir().Fd())
-	if err := errors.Join(unix.Fchown(rfd, 0, 0), unix.Fchmod(rfd, 0o700)); err != nil {
+	owner := 0 // privnixd's own uid when it is not root: the directory is its already
+	if !m.root {
+		owner = -1
+	}
+	if err := errors.Join(unix.Fchown(rfd, owner, owner), unix.Fchmod(rfd, 0o700)); err != nil {
 		return nil, err
 	}
 	if err := unix.Mkdirat(rfd, "store", 0o755); err != nil {
@@ -329,9 +333,12 @@ func (m *Monitor) prepareBuild(s *session, set *conf.Settings, v *verifiedDrv, u
 			sp = append(sp, msg.SandboxPath{Target: target, Source: source, Optional: optional})
 		}
 	}
+	if u.shared {
+		u.uid, u.gid = sandboxUID, sandboxGID // as the build sees itself (6.9: Nix's uid 1000, gid 100)
+	}
 	b.job = msg.BuildJob{
 		Builder: v.d.Builder, Args: msg.Strings(v.d.Args), Env: kvs, InputPaths: inPaths, Outputs: outs,
-		StoreDir: string(dir), UID: u.uid, GID: u.gid, Sandbox: sandbox, SandboxPaths: sp,
+		StoreDir: string(dir), UID: u.uid, GID: u.gid, Sandbox: sandbox, SandboxPaths: sp, UserNS: u.shared,
 		Network: b.network, BuildTop: top, Files: files,
 	}
 	ok = true

@@ -34,7 +34,18 @@ type buildUsers struct {
 type buildUser struct {
 	uid, gid uint32
 	name     string
+	// shared: privnixd's own uid (it does not run as root): the build runs
+	// in a user namespace as sandboxUID:sandboxGID mapped to it; no killUser
+	// (that would kill privnixd), the PID namespace ends the build's processes.
+	shared bool
 }
+
+// The ids a build sees in its user namespace when privnixd is not root
+// (Nix's sandbox-build uid and gid).
+const (
+	sandboxUID = 1000
+	sandboxGID = 100
+)
 
 // maxRangeBuildUsers bounds the users taken from privnix-build-uids.
 const maxRangeBuildUsers = 256
@@ -52,7 +63,9 @@ func (b *buildUsers) load() {
 	b.pool, b.err = nil, nil
 	set := b.m.current().set
 	if !b.m.root {
-		b.err = fmt.Errorf("privnixd does not run as root: builds are not supported yet")
+		// As nix-daemon without root: builds run as privnixd's own uid,
+		// one at a time, in a user namespace of their own.
+		b.pool = []buildUser{{uid: uint32(os.Getuid()), gid: uint32(os.Getgid()), name: "nixbld", shared: true}}
 		return
 	}
 	var pool []buildUser
@@ -109,8 +122,8 @@ var errAbandoned = errors.New("the build request was abandoned")
 // is closed: errAbandoned), and makes sure no process of it runs.
 func (b *buildUsers) get(abandon <-chan struct{}) (buildUser, error) {
 	u, err := b.take(abandon)
-	if err != nil {
-		return buildUser{}, err
+	if err != nil || u.shared {
+		return u, err
 	}
 	if n, err := killUser(u.uid); err != nil || n > 0 {
 		b.m.log.Warn("killed processes of a build user before its build", "uid", u.uid, "killed", n, "err", err)
@@ -163,6 +176,10 @@ func (b *buildUsers) take(abandon <-chan struct{}) (buildUser, error) {
 
 // put gives u back once no process of it runs.
 func (b *buildUsers) put(u buildUser) {
+	if u.shared {
+		b.release(u)
+		return
+	}
 	if n, err := killUser(u.uid); err != nil || n > 0 {
 		b.m.log.Warn("killed processes a build left behind", "uid", u.uid, "killed", n, "err", err)
 	}

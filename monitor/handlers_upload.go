@@ -173,7 +173,7 @@ func (s *session) startUpload(up *upload) (reply, bool) {
 	}
 	up.worker = w
 	var err error
-	if up.stage, err = s.m.store.files().NewStaging(w.uid, w.uid); err != nil {
+	if up.stage, err = s.m.store.files().NewStaging(s.m.fileUID(w), s.m.fileGID(w)); err != nil {
 		s.m.releaseWorker(w)
 		return s.failed("creating a staging directory", err), false
 	}
@@ -349,7 +349,7 @@ func awaitStaged(w *child) (*msg.Staged, error) {
 // the store path and info from what is really there.
 func (s *session) seal(up *upload, staged *msg.Staged) (storedb.PathInfo, reply, bool) {
 	b := &up.req
-	opts := storefs.SealOptions{WriterUID: up.worker.uid, Copy: up.live}
+	opts := storefs.SealOptions{WriterUID: s.m.fileUID(up.worker), Copy: up.live}
 	if b.Mode == msg.UploadCA && b.CAMethod != "nar" {
 		algo, err := nixhash.ParseAlgo(b.Algo)
 		if err != nil {

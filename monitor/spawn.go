@@ -99,6 +99,7 @@ type spawnSpec struct {
 	// namespaces of buildCloneflags(network); only from the build spawner.
 	build   bool
 	network bool
+	userNS  bool // build only: privnixd is not root; see buildUserNS (build_spawn.go)
 }
 
 // spawnRequest travels to the spawner thread.
@@ -241,6 +242,9 @@ func (s *spawner) procAttr(spec spawnSpec, pidfd *int) *syscall.SysProcAttr {
 	}
 	if spec.build {
 		a.Cloneflags = buildCloneflags(spec.network)
+		if spec.userNS {
+			buildUserNS(a)
+		}
 		return a
 	}
 	if spec.asUID {

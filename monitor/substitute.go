@@ -487,7 +487,7 @@ func (x *subst) download(p storepath.Path, o *offer, refsDone func() error) erro
 		return fmt.Errorf("starting a store worker: %w", err)
 	}
 	defer m.releaseWorker(w)
-	stage, err := m.store.files().NewStaging(w.uid, w.uid)
+	stage, err := m.store.files().NewStaging(m.fileUID(w), m.fileGID(w))
 	if err != nil {
 		return fmt.Errorf("creating a staging directory: %w", err)
 	}

@@ -2,6 +2,7 @@ package monitor
 
 import (
 	"fmt"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -33,6 +34,25 @@ func (m *Monitor) startWorker() (*child, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// fileUID is the uid owning the files a worker writes: its own, or
+// privnixd's when privnixd is not root (every child then runs as it; the
+// uid taken from the pool is only a name for the worker).
+func (m *Monitor) fileUID(w *child) uint32 {
+	if !m.root {
+		return uint32(os.Getuid())
+	}
+	return w.uid
+}
+
+// fileGID is fileUID's group: the worker's uid (a worker's gid is its
+// uid), or privnixd's own gid.
+func (m *Monitor) fileGID(w *child) uint32 {
+	if !m.root {
+		return uint32(os.Getgid())
+	}
+	return w.uid
 }
 
 // releaseWorker kills the worker (if it still runs) and returns its uid.

@@ -173,6 +173,10 @@ type BuildJob struct {
 	BuildTop     string // where the builder sees the build directory: any absolute path with SandboxOn ("/build"), beneath /tmp with SandboxOff
 	Files        BuildFiles
 	More         bool
+	// UserNS: the monitor is not root; the buildproc runs in a user
+	// namespace where only UID:GID are mapped (to the monitor's ids), with
+	// ambient capabilities for the set-up, instead of as root.
+	UserNS bool
 }
 
 func (BuildJob) Kind() Kind { return KindBuildJob }

@@ -5,6 +5,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -19,29 +20,7 @@ func TestUnprivilegedDaemon(t *testing.T) {
 	testenv.RequireRoot(t) // to become alice; the daemon itself runs as alice
 	testenv.RequireNix(t)
 	s := testenv.NewStore(t, "")
-	uid := lookupUID(t, testenv.Alice)
-	gid := lookupGID(t, testenv.Alice)
-	filepath.Walk(s.Root, func(p string, _ os.FileInfo, _ error) error { return os.Lchown(p, uid, gid) })
-
-	bin := testenv.Bin(t)
-	cmd := exec.Command(filepath.Join(bin, "privnixd"), "--bin-dir", bin)
-	cmd.Env = s.Env()
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}}}
-	var log strings.Builder
-	cmd.Stdout, cmd.Stderr = &log, &log
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() }()
-	for i := 0; ; i++ {
-		if _, err := os.Stat(s.SocketPath); err == nil {
-			break
-		}
-		if i > 500 {
-			t.Fatalf("no socket; log:\n%s", log.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	cmd, log := startAsAlice(t, s, filepath.Join(testenv.Bin(t), "privnixd"), "--bin-dir", testenv.Bin(t))
 	r := s.Run(t, testenv.Alice, nil, "nix", "--extra-experimental-features", "nix-command", "store", "ping")
 	if r.Err != nil {
 		t.Fatalf("nix store ping against an unprivileged privnixd: %v\n%s\ndaemon log:\n%s", r.Err, r.Stderr, log.String())
@@ -62,4 +41,52 @@ func TestUnprivilegedDaemon(t *testing.T) {
 	if n := strings.Count(log.String(), "is not running as root"); n != 1 {
 		t.Errorf("the daemon said %d times that it runs without root, want once:\n%s", n, log.String())
 	}
+}
+
+// startAsAlice gives s to alice and starts a daemon (privnixd or
+// nix-daemon) as alice, without supplementary groups, on it; it returns
+// once the socket is there. The daemon is stopped at the end of the test.
+func startAsAlice(t *testing.T, s *testenv.Store, path string, args ...string) (*exec.Cmd, *syncLog) {
+	t.Helper()
+	uid := lookupUID(t, testenv.Alice)
+	gid := lookupGID(t, testenv.Alice)
+	filepath.Walk(s.Root, func(p string, _ os.FileInfo, _ error) error { return os.Lchown(p, uid, gid) })
+	cmd := exec.Command(path, args...)
+	cmd.Env = append([]string{"PATH=/usr/local/bin:/usr/bin:/bin"}, s.Env()...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}}}
+	log := &syncLog{}
+	cmd.Stdout, cmd.Stderr = log, log
+	os.Remove(s.SocketPath)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Signal(syscall.SIGTERM); cmd.Wait() })
+	for i := 0; ; i++ {
+		if _, err := os.Stat(s.SocketPath); err == nil {
+			break
+		}
+		if i > 500 {
+			t.Fatalf("no socket; log:\n%s", log.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return cmd, log
+}
+
+// syncLog collects a daemon's output.
+type syncLog struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *syncLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *syncLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
