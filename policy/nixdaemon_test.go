@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"privnix/internal/testenv"
 	"privnix/internal/userdb"
 	"privnix/nix/conf"
 )
@@ -113,6 +114,9 @@ func TestConnectAgainstNixDaemon(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Fatal("this differential test needs root (it runs nix-daemon and clients as the test users)")
 	}
+	// pnxbld1 is one of the users: hold the build users' lock so that no
+	// build test's daemon kills this test's client running as it.
+	testenv.LockBuildUsers(t)
 	users := []string{"root", "privnix-alice", "privnix-bob", "privnix-carol", "pnxbld1"}
 	confs := []string{
 		"allowed-users = privnix-alice\nbuild-users-group = privnix-test-bld\n",

@@ -377,3 +377,23 @@ func (b *syncBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.b.String()
 }
+
+// BuildUsersLock is the host-wide lock every test takes while anything runs
+// as the shared pnxbld build users: privnixd and nix-daemon kill every
+// process of a build user around each build, so no other test's builder or
+// client may run as one meanwhile.
+const BuildUsersLock = "/tmp/privnix-test-build-users.lock"
+
+// LockBuildUsers takes BuildUsersLock for the rest of the test.
+func LockBuildUsers(t testing.TB) {
+	t.Helper()
+	f, err := os.OpenFile(BuildUsersLock, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		t.Fatalf("locking %s: %v", BuildUsersLock, err)
+	}
+	t.Cleanup(func() { f.Close() })
+}

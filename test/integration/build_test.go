@@ -136,19 +136,10 @@ func buildScenario(t *testing.T, s *testenv.Store, in string) map[string]string 
 }
 
 // lockBuildUsers takes the machine-wide lock of the pnxbld build users for
-// the test: privnixd and nix-daemon kill every process of a build user
-// around each build, so no other test's builder may run as one meanwhile
-// (buildproc's tests hold the same lock).
+// the test (testenv.LockBuildUsers).
 func lockBuildUsers(t *testing.T) {
 	t.Helper()
-	f, err := os.OpenFile("/tmp/privnix-test-build-users.lock", os.O_CREATE|os.O_RDWR, 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { f.Close() })
+	testenv.LockBuildUsers(t)
 }
 
 var ansi = regexp.MustCompile("\x1b\\[[0-9;]*m")
