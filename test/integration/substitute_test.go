@@ -338,14 +338,14 @@ func breakSignatures(t *testing.T, dir string) {
 type hostileCache struct {
 	dir, mode string
 	topHash   string // hash part of the path whose NAR is hostile
-	narinfo   []byte // the narinfo served for it ("" = the file)
+	narinfos  map[string][]byte // hash part -> the narinfo served (others: the file)
 	nar       []byte // the NAR served for it (nil = the file)
 	files     http.Handler
 }
 
 func (h *hostileCache) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.URL.Path == "/"+h.topHash+".narinfo" && h.narinfo != nil {
-		w.Write(h.narinfo)
+	if b, ok := h.narinfos[strings.TrimSuffix(strings.TrimPrefix(r.URL.Path, "/"), ".narinfo")]; ok {
+		w.Write(b)
 		return
 	}
 	if strings.HasPrefix(r.URL.Path, "/nar/") && h.isTopNar(r.URL.Path) {
@@ -375,15 +375,15 @@ func (h *hostileCache) isTopNar(path string) bool {
 	return err == nil && strings.Contains(string(b), "URL: "+strings.TrimPrefix(path, "/")+"\n")
 }
 
-// resign rewrites the top narinfo with change applied and signs it again
-// with the cache's key, so that only the change can make it fail.
-func (e *substEnv) resign(t *testing.T, h *hostileCache, change func(n *narinfofile.NarInfo)) {
+// resign rewrites a narinfo with change applied and signs it again with
+// the cache's key, so that only the change can make it fail.
+func (e *substEnv) resign(t *testing.T, h *hostileCache, hashPart string, change func(n *narinfofile.NarInfo)) {
 	t.Helper()
 	dir, err := storepath.NewDir(e.s.StoreDir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := os.ReadFile(filepath.Join(h.dir, h.topHash+".narinfo"))
+	b, err := os.ReadFile(filepath.Join(h.dir, hashPart+".narinfo"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -401,17 +401,42 @@ func (e *substEnv) resign(t *testing.T, h *hostileCache, change func(n *narinfof
 		t.Fatal(err)
 	}
 	n.Sigs = []narinfo.Signature{sk.Sign(n.Fingerprint(dir))}
-	h.narinfo = []byte(n.String(dir))
+	h.narinfos[hashPart] = []byte(n.String(dir))
 }
 
-// Hostile caches, each validly signed: a NAR whose hash is not the
-// narinfo's, a truncated NAR, a malicious NAR (an entry named ".."), an
-// endless response. Each is refused, the path stays invalid and absent,
+// Hostile caches, each validly signed: references that form a cycle, a
+// NAR whose hash is not the narinfo's, a truncated NAR, a malicious NAR (an
+// entry named ".."), an endless response. Each is refused, the path stays invalid and absent,
 // staging is empty, and the daemon goes on serving.
 func TestSubstituteHostileCaches(t *testing.T) {
 	e := newSubstEnv(t, "")
 	dir, out := e.makeCache(t, "hostile", "compression=none&secret-key="+e.secret)
 	top := filepath.Base(out)[:32]
+	storeDir, err := storepath.NewDir(e.s.StoreDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	topPath, err := storeDir.Parse(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	topInfo, err := os.ReadFile(filepath.Join(dir, top+".narinfo"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dep := "" // the dependency's hash part, from the top narinfo's References
+	for _, l := range strings.Split(string(topInfo), "\n") {
+		if refs, ok := strings.CutPrefix(l, "References: "); ok {
+			for _, r := range strings.Fields(refs) {
+				if r[:32] != top {
+					dep = r[:32]
+				}
+			}
+		}
+	}
+	if dep == "" {
+		t.Fatalf("no dependency in\n%s", topInfo)
+	}
 	bad, err := os.ReadFile(filepath.Join(testvectors.Dir(t), "libutil-nars", "dotdot.nar"))
 	if err != nil {
 		t.Fatal(err)
@@ -421,18 +446,21 @@ func TestSubstituteHostileCaches(t *testing.T) {
 	for _, c := range []struct {
 		mode, want string
 	}{
+		{"cycle", "form a cycle"}, // first: later cases make the dependency valid
 		{"hash", "hash mismatch importing path"},
 		{"truncated", "truncated"},
 		{"malicious", "the NAR is malformed"},
 		{"endless", "is larger than the narinfo says"},
 	} {
-		h := &hostileCache{dir: dir, mode: c.mode, topHash: top, files: http.FileServer(http.Dir(dir))}
+		h := &hostileCache{dir: dir, mode: c.mode, topHash: top, narinfos: map[string][]byte{}, files: http.FileServer(http.Dir(dir))}
 		switch c.mode {
+		case "cycle":
+			e.resign(t, h, dep, func(n *narinfofile.NarInfo) { n.References = append(n.References, topPath) })
 		case "hash":
-			e.resign(t, h, func(n *narinfofile.NarInfo) { n.NarHash = nixhash.Sum(nixhash.SHA256, []byte("not the NAR")) })
+			e.resign(t, h, top, func(n *narinfofile.NarInfo) { n.NarHash = nixhash.Sum(nixhash.SHA256, []byte("not the NAR")) })
 		case "malicious":
 			h.nar = bad
-			e.resign(t, h, func(n *narinfofile.NarInfo) {
+			e.resign(t, h, top, func(n *narinfofile.NarInfo) {
 				n.NarHash = nixhash.Sum(nixhash.SHA256, bad)
 				n.FileHash = n.NarHash
 				n.NarSize, n.FileSize = uint64(len(bad)), uint64(len(bad))
