@@ -47,6 +47,9 @@ func handleQueryPaths(s *session, req msg.Message, _ []*os.File) (reply, error) 
 	if err != nil {
 		return reply{}, err
 	}
+	if q.Op == msg.PathsValid && q.Substitute {
+		s.substituteMissing(ps) // handlers_substitute.go
+	}
 	var out []storepath.Path
 	err = s.m.store.with(func(db *storedb.DB) (e error) {
 		switch q.Op {

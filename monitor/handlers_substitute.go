@@ -71,3 +71,25 @@ func (x *subst) offered(p storepath.Path, massOnly bool) *msg.NarInfo {
 	}
 	return nil
 }
+
+// substituteMissing is QueryValidPaths' substitute flag (the 2.8 client
+// sends builders-use-substitutes): the missing paths are substituted first
+// where a cache has them; failures only leave them invalid, as Nix's
+// substitutePaths logs and goes on.
+func (s *session) substituteMissing(ps []storepath.Path) {
+	set := s.settings()
+	if len(set.Substituters) == 0 || !set.Substitute {
+		return
+	}
+	missing, err := s.m.missingAmong(ps)
+	if err != nil || len(missing) == 0 {
+		return
+	}
+	x := s.newSubst(set)
+	defer x.close()
+	for _, p := range missing {
+		if err := x.ensure(p, func(string) {}); err != nil {
+			s.log.Info("not substituted", "path", s.m.store.dir.String(p), "err", err)
+		}
+	}
+}

@@ -140,7 +140,7 @@ func (b *backend) QueryValidPaths(ctx context.Context, paths []string, substitut
 	var out []string
 	for len(paths) > 0 {
 		n := min(len(paths), maxPathsPerQuery)
-		got, err := b.callPaths(&msg.QueryPaths{Op: msg.PathsValid, Paths: storePaths(paths[:n])})
+		got, err := b.callPaths(&msg.QueryPaths{Op: msg.PathsValid, Paths: storePaths(paths[:n]), Substitute: substitute})
 		if err != nil {
 			return nil, err
 		}

@@ -71,3 +71,23 @@ func (c *Client) QuerySubstitutablePathInfos(paths []string) (map[string]SubstIn
 	}
 	return out, nil
 }
+
+// OpQueryValidPaths is QueryValidPaths (op 31).
+const OpQueryValidPaths = 31
+
+// QueryValidPaths returns the valid subset of paths; with substitute (≥ 1.27,
+// the client's builders-use-substitutes) the daemon substitutes missing ones first.
+func (c *Client) QueryValidPaths(paths []string, substitute bool) ([]string, error) {
+	c.w.U64(OpQueryValidPaths)
+	c.w.StringSet(paths)
+	if c.V.AtLeast(27) {
+		c.w.Bool(substitute)
+	}
+	if err := c.w.Flush(); err != nil {
+		return nil, err
+	}
+	if err := c.stderr(); err != nil {
+		return nil, err
+	}
+	return c.r.StringSet(wire.MaxCount, wire.MaxPathLen, "paths")
+}

@@ -529,18 +529,25 @@ func TestSubstituteQueries(t *testing.T) {
 		got["paths"] = fmt.Sprint(paths, err)
 		infos, err := c.QuerySubstitutablePathInfos([]string{out, absent})
 		got["infos"] = fmt.Sprintf("%+v %v", infos, err)
+		// QueryValidPaths with substitute: the path (and its closure) comes from the cache first.
+		valid, err := c.QueryValidPaths([]string{out, absent}, true)
+		got["valid+substitute"] = fmt.Sprint(valid, err)
 		return got
 	}
 	d := testenv.StartPrivnixd(t, e.s)
 	got := scenario()
 	// nix copy --from the cache over HTTP (the client reads it; AddMultipleToStore).
+	if r := e.s.Run(t, testenv.Bob, nil, "nix-store", "--delete", out); r.Err != nil {
+		t.Fatalf("deleting the substituted path: %v\n%s", r.Err, r.Stderr)
+	}
 	if r := e.s.Run(t, testenv.Bob, nil, "nix", "--extra-experimental-features", "nix-command", "copy", "--from", url, out); r.Err != nil {
 		t.Errorf("nix copy --from: %v\n%s", r.Err, r.Stderr)
 	} else if v := e.s.Run(t, testenv.Alice, nil, "nix-store", "--check-validity", out); v.Err != nil {
 		t.Errorf("after nix copy --from: %v\n%s", v.Err, v.Stderr)
 	}
 	d.Stop(t)
-	if !strings.Contains(got["dry-run"], "these 2 paths will be fetched") || !strings.Contains(got["infos"], out) || got["paths"] != "["+out+"] <nil>" {
+	if !strings.Contains(got["dry-run"], "these 2 paths will be fetched") || !strings.Contains(got["infos"], out) ||
+		got["paths"] != "["+out+"] <nil>" || got["valid+substitute"] != "["+out+"] <nil>" {
 		t.Errorf("privnixd: %q", got)
 	}
 	e.s.Reset(t)
