@@ -165,6 +165,7 @@ func handleBuild(s *session, req msg.Message, _ []*os.File) (reply, error) {
 	defer r.abandon()
 	r.sub = s.newSubst(r.set)
 	r.sub.info = func(p storepath.Path, text string) { r.event(msg.EventInfo, p, text) }
+	r.sub.ctx = r.ctx
 	defer r.sub.close()
 	results := make(msg.BuildResultList, len(b.Targets))
 	paths := make([]storepath.Path, len(b.Targets))

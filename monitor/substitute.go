@@ -2,6 +2,7 @@ package monitor
 
 import (
 	"cmp"
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -119,7 +120,9 @@ type subst struct {
 	negTTL   time.Duration
 	fetchers *fetcherPool
 	// info, if set, shows the client a line (Nix's "copying path" activity text).
-	info    func(p storepath.Path, text string)
+	info func(p storepath.Path, text string)
+	// ctx, if set, ends the request: no download starts after it is done.
+	ctx     context.Context
 	work    sync.Mutex // one closure at a time: plans see every earlier result
 	mu      sync.Mutex // guards the fields below
 	done    map[storepath.Path]error
@@ -446,6 +449,12 @@ func (x *subst) run(plan []*offer, warn func(string)) {
 	var wg sync.WaitGroup
 	for _, o := range plan {
 		sem <- struct{}{}
+		if x.ctx != nil && x.ctx.Err() != nil {
+			<-sem
+			x.setResult(o.path, &substError{msg: "the request was abandoned"})
+			close(ready[o.path])
+			continue
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
