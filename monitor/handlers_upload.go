@@ -45,6 +45,7 @@ type upload struct {
 	claimed storepath.Path // UploadNar: the path the client claims
 	stage   *storefs.Staging
 	worker  *child
+	kept    bool // the worker served an upload before this one
 	live    bool // the worker is kept running: seal by copying
 	added   bool // the path is valid: the worker may serve the next upload
 }
@@ -140,7 +141,7 @@ func handleBeginUpload(s *session, req msg.Message, _ []*os.File) (reply, error)
 	if busy >= maxUploadsPerSession {
 		return answer(refuse(fmt.Sprintf("too many uploads in flight on one connection (at most %d)", maxUploadsPerSession))), nil
 	}
-	if rep, ok := s.startUpload(up); !ok {
+	if rep, ok := s.startUpload(up, true); !ok {
 		return rep, nil
 	}
 	pr, pw, err := os.Pipe()
@@ -152,7 +153,18 @@ func handleBeginUpload(s *session, req msg.Message, _ []*os.File) (reply, error)
 	growPipe(pw, b)
 	job := &msg.StoreJob{Format: b.Format, MaxBytes: maxBytes(b), MaxDepth: 256, MaxEntries: 1 << 22,
 		MaxNameLen: msg.MaxNarNameLen, MaxTargetLen: msg.MaxNarTargetLen, SharedUID: !s.m.root, More: s.m.root}
-	if err := up.worker.conn.Send(job, up.stage.Dir(), pr); err != nil {
+	err = up.worker.conn.Send(job, up.stage.Dir(), pr)
+	if err != nil && up.kept {
+		// The kept worker ended since its last upload (killed from
+		// outside): the upload goes to a new one.
+		s.abandon(up)
+		if rep, ok := s.startUpload(up, false); !ok {
+			pw.Close()
+			return rep, nil
+		}
+		err = up.worker.conn.Send(job, up.stage.Dir(), pr)
+	}
+	if err != nil {
 		pw.Close()
 		s.abandon(up)
 		return s.failed("handing the upload to the store worker", err), nil
@@ -161,10 +173,14 @@ func handleBeginUpload(s *session, req msg.Message, _ []*os.File) (reply, error)
 	return answer(&msg.UploadChannel{ID: id}, pw), nil
 }
 
-// startUpload gives up a worker — the session's kept one, or a new one —
-// and a new staging directory for it.
-func (s *session) startUpload(up *upload) (reply, bool) {
-	w := s.takeLiveSpare()
+// startUpload gives up a worker — the session's kept one (if spare), or a
+// new one — and a new staging directory for it.
+func (s *session) startUpload(up *upload, spare bool) (reply, bool) {
+	var w *child
+	if spare {
+		w = s.takeLiveSpare()
+	}
+	up.kept = w != nil
 	if w == nil {
 		var err error
 		if w, err = s.m.startWorker(); err != nil {
