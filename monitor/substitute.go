@@ -40,7 +40,7 @@ const (
 	defaultPositiveTTL = 30 * 24 * time.Hour
 	defaultNegativeTTL = time.Hour
 	cacheInfoTTL       = time.Hour
-	maxNarinfoEntries  = 1 << 18
+	maxNarinfoEntries  = 1 << 16 // a few tens of MiB at most
 	// fetchDeadline bounds one answer of the fetcher (a NAR download has its
 	// own stall timeout in the fetcher; this is the monitor's backstop).
 	fetchDeadline = 6 * time.Hour
