@@ -465,7 +465,9 @@ func (r *buildRequest) build(v *verifiedDrv, mode uint64, o *outcome) {
 		o.status, o.msg = statusMiscFailure, err.Error()
 		return
 	}
-	defer m.builds.users.put(u)
+	// The user goes back once no process of it runs (put looks through
+	// /proc); the build's answer need not wait for that.
+	defer func() { go m.builds.users.put(u) }()
 	o.built = true
 	o.start = time.Now()
 	defer m.buildStarted(r.s, v.path, u, o.start)(o)
