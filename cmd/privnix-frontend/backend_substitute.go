@@ -60,28 +60,14 @@ func (b *backend) querySubstitutable(paths []string, infos bool) ([]msg.SubstInf
 }
 
 func (b *backend) querySubstitutableChunk(q *msg.QuerySubstitutable) ([]msg.SubstInfo, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if err := b.mon.Send(q); err != nil {
-		return nil, fmt.Errorf("asking the monitor: %w", err)
-	}
 	var out []msg.SubstInfo
-	for {
-		ans, fds, err := b.mon.Recv()
-		closeAll(fds)
-		if err != nil {
-			return nil, fmt.Errorf("the monitor's answer: %w", err)
+	err := b.callFrames(q, func(ans msg.Message) (bool, error) {
+		a, ok := ans.(*msg.Substitutable)
+		if !ok {
+			return false, fmt.Errorf("monitor answered QuerySubstitutable with %v", ans.Kind())
 		}
-		switch a := ans.(type) {
-		case *msg.Error:
-			return nil, fromMonitorError(a)
-		case *msg.Substitutable:
-			out = append(out, a.Infos...)
-			if !a.More {
-				return out, nil
-			}
-		default:
-			return nil, fmt.Errorf("monitor answered QuerySubstitutable with %v", ans.Kind())
-		}
-	}
+		out = append(out, a.Infos...)
+		return a.More, nil
+	})
+	return out, err
 }
