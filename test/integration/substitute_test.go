@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -558,5 +559,71 @@ func TestSubstituteQueries(t *testing.T) {
 		if got[k] != w {
 			t.Errorf("%s:\nprivnixd:   %q\nnix-daemon: %q", k, got[k], w)
 		}
+	}
+}
+
+// A fetcher at work runs as a uid of its own (neither root nor the client),
+// with no capability, no groups, no_new_privs and a seccomp filter, like
+// every child that reads untrusted bytes.
+func TestLiveFetcherIsConfined(t *testing.T) {
+	testenv.RequireRoot(t)
+	testenv.RequireNix(t)
+	s := testenv.NewStore(t, buildConf)
+	release := make(chan struct{})
+	asked := make(chan struct{}, 1)
+	url := serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/nix-cache-info" {
+			select {
+			case asked <- struct{}{}:
+			default:
+			}
+			<-release
+		}
+		http.NotFound(w, r)
+	}))
+	d := testenv.StartPrivnixd(t, s)
+	defer d.Stop(t)
+	missing := s.StoreDir + "/00000000000000000000000000000000-absent"
+	done := make(chan testenv.Result, 1)
+	go func() {
+		done <- s.Run(t, testenv.Bob, nil, "nix-store", "-r", missing, "--option", "substituters", url)
+	}()
+	select {
+	case <-asked:
+	case r := <-done:
+		t.Fatalf("the client finished before a fetcher asked the cache: %v\n%s", r.Err, r.Stderr)
+	}
+	var fetchers []map[string]string
+	for _, pid := range children(t, d.Cmd.Process.Pid) {
+		if comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid)); strings.TrimSpace(string(comm)) == "privnix-fetch" {
+			fetchers = append(fetchers, procStatus(t, pid))
+		}
+	}
+	close(release)
+	r := <-done
+	if len(fetchers) == 0 {
+		t.Fatal("no privnix-fetch process while the cache was being asked")
+	}
+	bob := lookupUID(t, testenv.Bob)
+	t.Logf("%d fetcher(s); the first: Uid %s, CapBnd %s, Seccomp %s", len(fetchers), fetchers[0]["Uid"], fetchers[0]["CapBnd"], fetchers[0]["Seccomp"])
+	for _, st := range fetchers {
+		for _, k := range []string{"Uid", "Gid"} {
+			for _, id := range strings.Fields(st[k]) {
+				if id == "0" || id == strconv.Itoa(bob) {
+					t.Errorf("%s = %q: a fetcher must run as neither root nor the client", k, st[k])
+				}
+			}
+		}
+		for _, k := range []string{"CapEff", "CapPrm", "CapBnd", "CapAmb", "CapInh"} {
+			if st[k] != "0000000000000000" {
+				t.Errorf("%s = %s, want none", k, st[k])
+			}
+		}
+		if st["NoNewPrivs"] != "1" || st["Seccomp"] != "2" || st["Groups"] != "" {
+			t.Errorf("NoNewPrivs = %s, Seccomp = %s, Groups = %q; want 1, 2 (filter), none", st["NoNewPrivs"], st["Seccomp"], st["Groups"])
+		}
+	}
+	if r.Err == nil {
+		t.Errorf("realising a path no cache has succeeded:\n%s", r.Stdout)
 	}
 }
