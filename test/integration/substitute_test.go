@@ -338,9 +338,9 @@ func breakSignatures(t *testing.T, dir string) {
 // and NAR does what mode says.
 type hostileCache struct {
 	dir, mode string
-	topHash   string // hash part of the path whose NAR is hostile
+	topHash   string            // hash part of the path whose NAR is hostile
 	narinfos  map[string][]byte // hash part -> the narinfo served (others: the file)
-	nar       []byte // the NAR served for it (nil = the file)
+	nar       []byte            // the NAR served for it (nil = the file)
 	files     http.Handler
 }
 
