@@ -46,6 +46,8 @@ func cancelScenario(t *testing.T, s *testenv.Store, in string, uids []uint32) {
 	}
 	c.Cmd.Process.Kill()
 	c.Wait()
+	killed := time.Now()
+	defer func() { t.Logf("the build's processes were gone %v after the client's end", time.Since(killed)) }()
 	if !waitUntil(func() bool { return !anyProcesses(uids) }) {
 		for _, u := range uids {
 			if p := uidProcesses(u); len(p) > 0 {

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"privnix/internal/testenv"
 )
@@ -96,11 +97,15 @@ func TestBuildModes(t *testing.T) {
 	s, in := newBuildStore(t, buildConf)
 	modesExprs(t, in)
 	testenv.StartPrivnixd(t, s)
+	start := time.Now()
 	got := modesScenario(t, s, in)
+	t.Logf("privnixd: scenario in %v", time.Since(start))
 	checkKept(t, s, keptDir(got["keep failed (stderr)"]))
 	s.Reset(t)
 	nd := testenv.StartNixDaemon(t, s)
+	start = time.Now()
 	want := modesScenario(t, s, in)
+	t.Logf("nix-daemon: scenario in %v", time.Since(start))
 	nd.Stop(t)
 	if d := keptDir(want["keep failed (stderr)"]); strings.HasPrefix(d, "/tmp/nix-build-quickfail.drv-") {
 		os.RemoveAll(d) // nix-daemon's, in /tmp
