@@ -31,3 +31,17 @@ func TestInFrames(t *testing.T) {
 		}
 	}
 }
+
+// Without a generation page (the kernel could not make one), OpenGeneration
+// is refused as unsupported, which turns the frontend's cache off.
+func TestOpenGenerationWithoutPage(t *testing.T) {
+	s := &session{m: &Monitor{store: &storeState{}}}
+	rep, err := handleOpenGeneration(s, &msg.OpenGeneration{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, ok := rep.msgs[0].(*msg.Error)
+	if len(rep.msgs) != 1 || !ok || e.Class != msg.ClassUnsupported || len(rep.fds) != 0 {
+		t.Fatalf("answer %#v, fds %v", rep.msgs, rep.fds)
+	}
+}

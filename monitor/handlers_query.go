@@ -146,6 +146,9 @@ func (s *session) toMsgInfo(i storedb.PathInfo) *msg.PathInfo {
 // handleOpenGeneration hands the frontend the store generation page (a
 // sealed memfd it can only read; see ipc/genpage).
 func handleOpenGeneration(s *session, _ msg.Message, _ []*os.File) (reply, error) {
+	if s.m.store.gen == nil {
+		return answer(&msg.Error{Class: msg.ClassUnsupported, Message: "no store generation page"}), nil
+	}
 	fd, err := unix.FcntlInt(s.m.store.gen.File().Fd(), unix.F_DUPFD_CLOEXEC, 0)
 	if err != nil {
 		return s.failed("OpenGeneration", os.NewSyscallError("fcntl", err)), nil

@@ -28,7 +28,8 @@ type storeState struct {
 	// abandoned are databases whose state directory was replaced; guarded by mu.
 	abandoned []*storedb.DB
 	// gen is bumped after every database commit and every reopening:
-	// frontends drop their cached answers when it moves (ipc/genpage).
+	// frontends drop their cached answers when it moves (ipc/genpage); nil
+	// if none could be made (frontends then cache nothing).
 	gen *genpage.Page
 }
 
@@ -39,7 +40,7 @@ func openStore(m *Monitor) (*storeState, error) {
 	}
 	st := &storeState{dir: dir, dbPath: m.cfg.Paths.DBDir(), staging: m.cfg.Paths.StagingDir()}
 	if st.gen, err = genpage.New(); err != nil {
-		return nil, err
+		m.log.Warn("no store generation page: frontends will not cache query answers", "err", err)
 	}
 	if err := st.openFS(); err != nil {
 		return nil, err

@@ -69,8 +69,13 @@ func setUp(fd int) ([]byte, error) {
 
 func counter(mem []byte) *atomic.Uint64 { return (*atomic.Uint64)(unsafe.Pointer(&mem[0])) }
 
-// Bump moves the counter on: every answer cached before is out of date.
-func (p *Page) Bump() { p.n.Add(1) }
+// Bump moves the counter on: every answer cached before is out of date. A
+// nil Page (none could be made) does nothing.
+func (p *Page) Bump() {
+	if p != nil {
+		p.n.Add(1)
+	}
+}
 
 // Load returns the counter.
 func (p *Page) Load() uint64 { return p.n.Load() }
