@@ -12,23 +12,10 @@ package main
 
 import (
 	"fmt"
-	"log/slog"
 	"os"
-	"unsafe"
-
-	"golang.org/x/sys/unix"
 
 	"privnix/buildproc"
-	"privnix/ipc"
-)
-
-// procName is what ps shows (at most 15 bytes and a NUL).
-var procName = []byte("privnix-build\x00")
-
-// The fixed fd layout the monitor starts every child with.
-const (
-	ipcFd = 3
-	logFd = 4
+	"privnix/internal/child"
 )
 
 func main() {
@@ -39,17 +26,11 @@ func main() {
 }
 
 func run() error {
-	// The monitor execs us through /proc/self/fd/N, so the kernel named us "N".
-	_ = unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&procName[0])), 0, 0, 0)
-	mon, err := ipc.NewConn(os.NewFile(ipcFd, "monitor"))
+	ch, err := child.Start("privnix-build")
 	if err != nil {
 		return err
 	}
-	logs, err := ipc.NewConn(os.NewFile(logFd, "log"))
-	if err != nil {
-		return err
-	}
-	log := slog.New(ipc.NewLogHandler(logs, slog.LevelInfo))
+	mon, log := ch.Monitor, ch.Log
 	job, err := buildproc.AwaitJob(mon)
 	if err != nil {
 		return err

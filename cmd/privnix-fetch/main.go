@@ -13,25 +13,12 @@ package main
 
 import (
 	"fmt"
-	"log/slog"
 	"os"
-	"unsafe"
-
-	"golang.org/x/sys/unix"
 
 	"privnix/fetcher"
+	"privnix/internal/child"
 	"privnix/internal/confine"
-	"privnix/ipc"
 	"privnix/ipc/msg"
-)
-
-// procName is what ps shows (at most 15 bytes and a NUL).
-var procName = []byte("privnix-fetch\x00")
-
-// The fixed fd layout the monitor starts every child with.
-const (
-	ipcFd = 3
-	logFd = 4
 )
 
 // hostFiles are read for DNS and TLS when they exist.
@@ -46,19 +33,14 @@ func main() {
 }
 
 func run() error {
-	if os.Geteuid() == 0 || os.Getuid() == 0 {
-		return fmt.Errorf("refusing to run as root")
+	if err := child.RefuseRoot(); err != nil {
+		return err
 	}
-	_ = unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&procName[0])), 0, 0, 0)
-	mon, err := ipc.NewConn(os.NewFile(ipcFd, "monitor"))
+	ch, err := child.Start("privnix-fetch")
 	if err != nil {
 		return err
 	}
-	logs, err := ipc.NewConn(os.NewFile(logFd, "log"))
-	if err != nil {
-		return err
-	}
-	log := slog.New(ipc.NewLogHandler(logs, slog.LevelInfo))
+	mon, logs, log := ch.Monitor, ch.Logs, ch.Log
 	// The channels' fds: the only ones sendmsg may use.
 	monFd, err := mon.Fd()
 	if err != nil {

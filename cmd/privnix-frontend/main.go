@@ -12,27 +12,15 @@ package main
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"net"
 	"os"
-	"unsafe"
-
-	"golang.org/x/sys/unix"
 
 	"privnix/frontend"
+	"privnix/internal/child"
 	"privnix/internal/confine"
 	"privnix/internal/rawsock"
 	"privnix/ipc"
 	"privnix/ipc/msg"
-)
-
-// procName is what ps shows (at most 15 bytes and a NUL).
-var procName = []byte("privnix-fe\x00")
-
-// The fixed fd layout the monitor starts every child with.
-const (
-	ipcFd = 3
-	logFd = 4
 )
 
 func main() {
@@ -43,20 +31,14 @@ func main() {
 }
 
 func run() error {
-	if os.Geteuid() == 0 {
-		return fmt.Errorf("refusing to run as root")
+	if err := child.RefuseRoot(); err != nil {
+		return err
 	}
-	// The monitor execs us through /proc/self/fd/N, so the kernel named us "N".
-	_ = unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&procName[0])), 0, 0, 0)
-	mon, err := ipc.NewConn(os.NewFile(ipcFd, "monitor"))
+	ch, err := child.Start("privnix-fe")
 	if err != nil {
 		return err
 	}
-	logs, err := ipc.NewConn(os.NewFile(logFd, "log"))
-	if err != nil {
-		return err
-	}
-	log := slog.New(ipc.NewLogHandler(logs, slog.LevelInfo))
+	mon, logs, log := ch.Monitor, ch.Logs, ch.Log
 	sess, client, err := awaitClient(mon)
 	if err != nil {
 		return err

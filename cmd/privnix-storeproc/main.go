@@ -13,25 +13,14 @@ package main
 
 import (
 	"fmt"
-	"log/slog"
 	"os"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 
+	"privnix/internal/child"
 	"privnix/internal/confine"
-	"privnix/ipc"
 	"privnix/ipc/msg"
 	"privnix/storeproc"
-)
-
-// procName is what ps shows (at most 15 bytes and a NUL).
-var procName = []byte("privnix-store\x00")
-
-// The fixed fd layout the monitor starts every child with.
-const (
-	ipcFd = 3
-	logFd = 4
 )
 
 func main() {
@@ -42,24 +31,18 @@ func main() {
 }
 
 func run() error {
-	if os.Geteuid() == 0 || os.Getuid() == 0 {
-		return fmt.Errorf("refusing to run as root")
+	if err := child.RefuseRoot(); err != nil {
+		return err
 	}
-	// The monitor execs us through /proc/self/fd/N, so the kernel named us "N".
-	_ = unix.Prctl(unix.PR_SET_NAME, uintptr(unsafe.Pointer(&procName[0])), 0, 0, 0)
-	chans, err := storeproc.IdentifyFDs(ipcFd, logFd)
+	chans, err := storeproc.IdentifyFDs(child.MonitorFd, child.LogFd)
 	if err != nil {
 		return err
 	}
-	mon, err := ipc.NewConn(os.NewFile(ipcFd, "monitor"))
+	ch, err := child.Start("privnix-store")
 	if err != nil {
 		return err
 	}
-	logs, err := ipc.NewConn(os.NewFile(logFd, "log"))
-	if err != nil {
-		return err
-	}
-	log := slog.New(ipc.NewLogHandler(logs, slog.LevelInfo))
+	mon, log := ch.Monitor, ch.Log
 	// The fds the channels live on now: the only ones sendmsg may use.
 	sendFDs, err := storeproc.FindFDs(chans)
 	if err != nil {
