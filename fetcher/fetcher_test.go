@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"privnix/ipc/msg"
@@ -185,5 +186,49 @@ func TestNewCacheRefuses(t *testing.T) {
 		if _, err := NewCache(u, 0); err == nil {
 			t.Errorf("NewCache(%q) accepted", u)
 		}
+	}
+}
+
+// Transient HTTP failures (5xx) are tried again, up to Attempts; a 404 is
+// an answer, asked once.
+func TestRetries(t *testing.T) {
+	dir := storepath.Dir("/nix/store")
+	root, infos := cacheDir(t, dir, testNar(t))
+	files := http.FileServer(http.Dir(root))
+	ni := infos["zstd"]
+	want := "/" + ni.StorePath.HashPart() + ".narinfo"
+	var failures atomic.Int32 // how many requests for want still fail
+	var asked, absent atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.URL.Path == want:
+			asked.Add(1)
+			if failures.Add(-1) >= 0 {
+				http.Error(w, "busy", http.StatusServiceUnavailable)
+				return
+			}
+		case strings.HasSuffix(r.URL.Path, ".narinfo"):
+			absent.Add(1)
+		}
+		files.ServeHTTP(w, r)
+	}))
+	defer srv.Close()
+	c, err := NewCache(srv.URL, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	failures.Store(Attempts - 1)
+	got, err := c.NarInfo(ctx, dir, ni.StorePath.HashPart())
+	if err != nil || !got.Found || asked.Load() != Attempts {
+		t.Fatalf("after %d failures: %+v, %v (%d requests)", Attempts-1, got, err, asked.Load())
+	}
+	asked.Store(0)
+	failures.Store(Attempts)
+	if _, err := c.NarInfo(ctx, dir, ni.StorePath.HashPart()); err == nil || !strings.Contains(err.Error(), "HTTP error 503") || asked.Load() != Attempts {
+		t.Fatalf("a cache that keeps failing: %v (%d requests)", err, asked.Load())
+	}
+	if got, err := c.NarInfo(ctx, dir, "00000000000000000000000000000000"); err != nil || got.Found || absent.Load() != 1 {
+		t.Fatalf("absent: %+v, %v (%d requests)", got, err, absent.Load())
 	}
 }
