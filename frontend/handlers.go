@@ -370,7 +370,7 @@ func opEnsurePath(c *conn) error {
 		if len(res) == 1 && res[0].Status != buildNoSubstituters && res[0].ErrorMsg != "" {
 			return Errorf("%s", res[0].ErrorMsg)
 		}
-		return Errorf("path '%s' does not exist and cannot be created", p)
+		return Errorf("path '\x1b[35;1m%s\x1b[0m' does not exist and cannot be created", p) // Nix's yellow path
 	})
 }
 

@@ -91,3 +91,20 @@ func (c *Client) QueryValidPaths(paths []string, substitute bool) ([]string, err
 	}
 	return c.r.StringSet(wire.MaxCount, wire.MaxPathLen, "paths")
 }
+
+// OpEnsurePath is EnsurePath (op 10).
+const OpEnsurePath = 10
+
+// EnsurePath asks the daemon to make path valid (substituting it if it can).
+func (c *Client) EnsurePath(path string) error {
+	c.w.U64(OpEnsurePath)
+	c.w.String(path)
+	if err := c.w.Flush(); err != nil {
+		return err
+	}
+	if err := c.stderr(); err != nil {
+		return err
+	}
+	_, err := c.r.U64()
+	return err
+}

@@ -530,6 +530,8 @@ func TestSubstituteQueries(t *testing.T) {
 		got["paths"] = fmt.Sprint(paths, err)
 		infos, err := c.QuerySubstitutablePathInfos([]string{out, absent})
 		got["infos"] = fmt.Sprintf("%+v %v", infos, err)
+		// EnsurePath of a path no cache has: the daemon's error.
+		got["ensure absent"] = fmt.Sprint(c.EnsurePath(absent))
 		// QueryValidPaths with substitute: the path (and its closure) comes from the cache first.
 		valid, err := c.QueryValidPaths([]string{out, absent}, true)
 		got["valid+substitute"] = fmt.Sprint(valid, err)
@@ -537,10 +539,28 @@ func TestSubstituteQueries(t *testing.T) {
 	}
 	d := testenv.StartPrivnixd(t, e.s)
 	got := scenario()
-	// nix copy --from the cache over HTTP (the client reads it; AddMultipleToStore).
-	if r := e.s.Run(t, testenv.Bob, nil, "nix-store", "--delete", out); r.Err != nil {
-		t.Fatalf("deleting the substituted path: %v\n%s", r.Err, r.Stderr)
+	d.Stop(t)
+	// On an empty store again (a deletion would race the temp roots of the
+	// connections just closed): EnsurePath substitutes.
+	e.s.Reset(t)
+	d = testenv.StartPrivnixd(t, e.s)
+	c, err := nixclient.Dial(e.s.SocketPath, wire.V(34))
+	if err != nil {
+		t.Fatal(err)
 	}
+	if err := c.SetOptions(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.EnsurePath(out); err != nil {
+		t.Errorf("EnsurePath: %v", err)
+	} else if v := e.s.Run(t, testenv.Alice, nil, "nix-store", "--check-validity", out); v.Err != nil {
+		t.Errorf("after EnsurePath: %v\n%s", v.Err, v.Stderr)
+	}
+	c.Close()
+	d.Stop(t)
+	// And nix copy --from the cache over HTTP (the client reads it; AddMultipleToStore).
+	e.s.Reset(t)
+	d = testenv.StartPrivnixd(t, e.s)
 	if r := e.s.Run(t, testenv.Bob, nil, "nix", "--extra-experimental-features", "nix-command", "copy", "--from", url, out); r.Err != nil {
 		t.Errorf("nix copy --from: %v\n%s", r.Err, r.Stderr)
 	} else if v := e.s.Run(t, testenv.Alice, nil, "nix-store", "--check-validity", out); v.Err != nil {
