@@ -119,6 +119,7 @@ type subst struct {
 	posTTL   time.Duration
 	negTTL   time.Duration
 	fetchers *fetcherPool
+	spares   *workerSpares // kept storeprocs (small NARs)
 	// info, if set, shows the client a line (Nix's "copying path" activity text).
 	info func(p storepath.Path, text string)
 	// ctx, if set, ends the request: no download starts after it is done.
@@ -152,6 +153,7 @@ func (s *session) newSubst(set *conf.Settings) *subst {
 		}
 	}
 	x.fetchers = newFetcherPool(s.m, x.urls, set.ConnectTimeout)
+	x.spares = &workerSpares{m: s.m}
 	return x
 }
 
@@ -164,8 +166,11 @@ func ttlSetting(set *conf.Settings, name string, def time.Duration) time.Duratio
 	return def
 }
 
-// close ends the request's fetchers.
-func (x *subst) close() { x.fetchers.close() }
+// close ends the request's fetchers and kept storeprocs.
+func (x *subst) close() {
+	x.fetchers.close()
+	x.spares.close()
+}
 
 // ask sends one request to an idle fetcher and returns its answer.
 func (x *subst) ask(req msg.Message, fds ...*os.File) (msg.Message, error) {
@@ -486,42 +491,46 @@ func (x *subst) substituteOne(o *offer, warn func(string), refsDone func() error
 	return &substError{msg: fmt.Sprintf("substitution of path '%s' failed: %s", shown, text)}
 }
 
-// download streams the NAR from a fetcher to a fresh storeproc, seals it,
-// waits for its references, and registers it as an import of exactly the
-// narinfo's fields.
+// download streams the NAR from a fetcher to a storeproc, seals it, waits
+// for its references, and registers it as an import of exactly the
+// narinfo's fields. A small NAR keeps its storeproc for the request's next
+// one, as a connection's small uploads do (handlers_upload.go): its tree is
+// then sealed by copy, and the worker goes back to x.spares only once the
+// path is registered.
 func (x *subst) download(p storepath.Path, o *offer, refsDone func() error) error {
 	s, m := x.s, x.s.m
-	w, err := m.startWorker()
-	if err != nil {
-		return fmt.Errorf("starting a store worker: %w", err)
-	}
-	defer m.releaseWorker(w)
-	stage, err := m.store.files().NewStaging(m.fileUID(w), m.fileGID(w))
-	if err != nil {
-		return fmt.Errorf("creating a staging directory: %w", err)
-	}
 	ni := o.ni
-	up := &upload{claimed: p, stage: stage, worker: w, req: msg.BeginUpload{Mode: msg.UploadNar, Format: msg.FormatNAR,
+	up := &upload{claimed: p, req: msg.BeginUpload{Mode: msg.UploadNar, Format: msg.FormatNAR,
 		Size: ni.NarSize, Info: msg.PathInfo{Path: ni.StorePath, Deriver: ni.Deriver, NarHash: ni.NarHash,
 			References: ni.References, NarSize: ni.NarSize, Sigs: ni.Sigs, CA: ni.CA}}}
-	defer s.discard(up)
 	pr, pw, err := os.Pipe()
 	if err != nil {
 		return err
 	}
 	job := &msg.StoreJob{Format: msg.FormatNAR, MaxBytes: ni.NarSize, MaxDepth: 256, MaxEntries: 1 << 22,
-		MaxNameLen: msg.MaxNarNameLen, MaxTargetLen: msg.MaxNarTargetLen, SharedUID: !m.root}
-	err = w.conn.Send(job, stage.Dir(), pr)
+		MaxNameLen: msg.MaxNarNameLen, MaxTargetLen: msg.MaxNarTargetLen, SharedUID: !m.root, More: m.root}
+	err = x.handOver(up, job, pr)
 	pr.Close()
 	if err != nil {
 		pw.Close()
-		return fmt.Errorf("handing the NAR to the store worker: %w", err)
+		return err
 	}
+	defer func() {
+		s.discard(up)
+		if up.live && up.added {
+			x.spares.put(up.worker)
+		} else {
+			m.releaseWorker(up.worker)
+		}
+	}()
 	_, ferr := x.ask(&msg.GetNar{Cache: uint64(o.cache), URL: ni.URL, Compression: ni.Compression,
 		FileSize: ni.FileSize, NarSize: ni.NarSize}, pw)
 	pw.Close()
-	staged, werr := awaitStaged(w)
-	w.kill()
+	staged, werr := awaitStaged(up.worker)
+	up.live = ferr == nil && werr == nil && m.root && keepWorker(msg.FormatNAR, staged)
+	if !up.live {
+		up.worker.kill() // before its tree is touched: no process of its uid is left
+	}
 	if ferr != nil {
 		return ferr
 	}
@@ -535,7 +544,85 @@ func (x *subst) download(p storepath.Path, o *offer, refsDone func() error) erro
 	if err := refsDone(); err != nil {
 		return err
 	}
-	return replyError(s.register(up, info))
+	rep = s.register(up, info)
+	if len(rep.msgs) == 1 {
+		_, up.added = rep.msgs[0].(*msg.PathInfo)
+	}
+	return replyError(rep)
+}
+
+// handOver gives the job to a kept storeproc of the request (or, if none is
+// spare or it ended meanwhile, a new one) with a new staging directory.
+func (x *subst) handOver(up *upload, job *msg.StoreJob, pr *os.File) error {
+	m := x.s.m
+	for _, kept := range []bool{true, false} {
+		var w *child
+		if kept {
+			if w = x.spares.take(); w == nil {
+				continue
+			}
+		} else {
+			var err error
+			if w, err = m.startWorker(); err != nil {
+				return fmt.Errorf("starting a store worker: %w", err)
+			}
+		}
+		stage, err := m.store.files().NewStaging(m.fileUID(w), m.fileGID(w))
+		if err != nil {
+			m.releaseWorker(w)
+			return fmt.Errorf("creating a staging directory: %w", err)
+		}
+		up.worker, up.stage, up.kept = w, stage, kept
+		if err = w.conn.Send(job, stage.Dir(), pr); err == nil {
+			return nil
+		}
+		s := x.s
+		s.discard(up)
+		m.releaseWorker(w)
+		if !kept {
+			return fmt.Errorf("handing the NAR to the store worker: %w", err)
+		}
+	}
+	return errors.New("unreachable")
+}
+
+// workerSpares are a request's kept storeprocs, waiting for the next small NAR.
+type workerSpares struct {
+	m    *Monitor
+	mu   sync.Mutex
+	idle []*child // guarded by mu
+}
+
+func (w *workerSpares) take() *child {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	n := len(w.idle)
+	if n == 0 {
+		return nil
+	}
+	c := w.idle[n-1]
+	w.idle = w.idle[:n-1]
+	return c
+}
+
+func (w *workerSpares) put(c *child) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.idle) >= substJobs {
+		w.m.releaseWorker(c)
+		return
+	}
+	w.idle = append(w.idle, c)
+}
+
+// close kills every kept storeproc.
+func (w *workerSpares) close() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, c := range w.idle {
+		w.m.releaseWorker(c)
+	}
+	w.idle = nil
 }
 
 // replyError turns a handler reply carrying msg.Error into an error.
