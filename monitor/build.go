@@ -465,8 +465,8 @@ func (r *buildRequest) build(v *verifiedDrv, mode uint64, o *outcome) {
 		o.status, o.msg = statusMiscFailure, err.Error()
 		return
 	}
-	// The user goes back once no process of it runs (put looks through
-	// /proc); the build's answer need not wait for that.
+	// The user goes back after kill(-1) as it (put; the build's PID
+	// namespace is gone once run returns); the answer need not wait.
 	defer func() { go m.builds.users.put(u) }()
 	o.built = true
 	o.start = time.Now()
