@@ -28,11 +28,22 @@ func TestUnprivilegedDaemon(t *testing.T) {
 	// The frontend that served alice was confined as far as a user can.
 	hold := holdConnection(t, testenv.Alice, s.SocketPath)
 	defer hold.Close()
+	// The frontend that served the ping may still be exiting (or not yet
+	// reaped): wait, up to a deadline, until only the held one is left.
 	confined := 0
-	for _, pid := range children(t, cmd.Process.Pid) {
-		st := procStatus(t, pid)
-		if st["NoNewPrivs"] == "1" && st["Seccomp"] == "2" && st["CapEff"] == "0000000000000000" {
-			confined++
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		confined = 0
+		for _, pid := range children(t, cmd.Process.Pid) {
+			st := procStatus(t, pid)
+			if strings.HasPrefix(st["State"], "Z") {
+				continue // exited, not yet reaped: serves no one
+			}
+			if st["NoNewPrivs"] == "1" && st["Seccomp"] == "2" && st["CapEff"] == "0000000000000000" {
+				confined++
+			}
+		}
+		if confined == 1 || time.Now().After(deadline) {
+			break
 		}
 	}
 	if confined != 1 {
