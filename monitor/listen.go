@@ -14,31 +14,42 @@ import (
 // listen returns the daemon socket: the one systemd passed (LISTEN_FDS=1,
 // LISTEN_PID = our pid, fd 3), or a fresh one at path with mode 0666. Access
 // control is the socket directory's mode (left to the admin, as the Nix manual
-// says) plus the policy check at accept.
-func listen(path string, getenv func(string) string) (*net.UnixListener, error) {
+// says) plus the policy check at accept. ours is whether privnixd created it
+// (and removes it when it stops).
+func listen(path string, getenv func(string) string) (l *net.UnixListener, ours bool, err error) {
 	if l, ok, err := listenerFromSystemd(getenv); ok || err != nil {
-		return l, err
+		return l, false, err
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return nil, fmt.Errorf("creating the socket directory: %w", err)
+		return nil, false, fmt.Errorf("creating the socket directory: %w", err)
 	}
 	// A stale socket from an earlier run is removed; anything else is left alone.
 	if fi, err := os.Lstat(path); err == nil {
 		if fi.Mode()&os.ModeSocket == 0 {
-			return nil, fmt.Errorf("%s exists and is not a socket; refusing to replace it", path)
+			return nil, false, fmt.Errorf("%s exists and is not a socket; refusing to replace it", path)
 		}
 		if err := os.Remove(path); err != nil {
-			return nil, err
+			return nil, false, err
 		}
 	}
+	// Bound and listening under a temporary name, then renamed into place:
+	// whoever sees the socket at path can connect (between bind and listen
+	// a client would get "connection refused").
+	tmp := fmt.Sprintf("%s.new-%d", path, os.Getpid())
+	os.Remove(tmp)
 	old := unix.Umask(0o111) // the socket is created 0666: access is the directory's job
-	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	l, err = net.ListenUnix("unix", &net.UnixAddr{Name: tmp, Net: "unix"})
 	unix.Umask(old)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	l.SetUnlinkOnClose(true)
-	return l, nil
+	l.SetUnlinkOnClose(false)
+	if err := os.Rename(tmp, path); err != nil {
+		l.Close()
+		os.Remove(tmp)
+		return nil, false, err
+	}
+	return l, true, nil
 }
 
 func listenerFromSystemd(getenv func(string) string) (*net.UnixListener, bool, error) {

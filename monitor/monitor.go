@@ -78,7 +78,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	l, err := listen(cfg.Paths.SocketPath, cfg.Getenv)
+	l, ours, err := listen(cfg.Paths.SocketPath, cfg.Getenv)
 	if err != nil {
 		return fmt.Errorf("daemon socket: %w", err)
 	}
@@ -93,7 +93,13 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.Reload != nil && cfg.Load != nil {
 		go m.reloadOn(ctx, cfg.Reload)
 	}
-	go func() { <-ctx.Done(); l.Close() }()
+	go func() {
+		<-ctx.Done()
+		if ours { // not systemd's
+			os.Remove(cfg.Paths.SocketPath)
+		}
+		l.Close()
+	}()
 	err = m.acceptLoop(ctx, l)
 	m.shutdown()
 	if ctx.Err() != nil {
