@@ -465,13 +465,16 @@ func (r *buildRequest) build(v *verifiedDrv, mode uint64, o *outcome) {
 		o.status, o.msg = statusMiscFailure, err.Error()
 		return
 	}
-	// The user goes back after kill(-1) as it (put; the build's PID
-	// namespace is gone once run returns); the answer need not wait.
-	defer func() { go m.builds.users.put(u) }()
+	// What is left of the build's tree goes, then the user goes back after
+	// kill(-1) as it (put; the build's PID namespace is gone once run
+	// returns): DESIGN gives a uid back only once every tree it wrote is
+	// sealed or deleted. The answer need not wait for either.
+	cleanup := func() {}
+	defer func() { go func() { cleanup(); m.builds.users.put(u) }() }()
 	o.built = true
 	o.start = time.Now()
 	defer m.buildStarted(r.s, v.path, u, o.start)(o)
-	r.run(v, u, mode, o)
+	cleanup = r.run(v, u, mode, o)
 	o.stop = time.Now()
 }
 

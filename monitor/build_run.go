@@ -27,7 +27,11 @@ import (
 
 // run builds v as u and registers its outputs (in check mode, compares
 // them with the valid ones); o gets the status.
-func (r *buildRequest) run(v *verifiedDrv, u buildUser, mode uint64, o *outcome) {
+//
+// It returns the removal of the build's tree (its view, build directory and
+// anything the builder left there), for the caller to run after the answer
+// (on a tree privnixd stages as root 0700, which nothing else can reach).
+func (r *buildRequest) run(v *verifiedDrv, u buildUser, mode uint64, o *outcome) (cleanup func()) {
 	m := r.s.m
 	shownDrv := m.store.dir.String(v.path)
 	fail := func(status uint64, text string) { o.status, o.msg = status, text }
@@ -35,6 +39,7 @@ func (r *buildRequest) run(v *verifiedDrv, u buildUser, mode uint64, o *outcome)
 		r.s.log.Error("build failed in privnixd", "drv", shownDrv, "step", what, "err", err)
 		fail(statusMiscFailure, fmt.Sprintf("building '%s' failed in privnixd (%s); see its log", shownDrv, what))
 	}
+	cleanup = func() {}
 	b, err := m.prepareBuild(r.s, r.set, v, u)
 	if err != nil {
 		var de *drvErr
@@ -45,7 +50,7 @@ func (r *buildRequest) run(v *verifiedDrv, u buildUser, mode uint64, o *outcome)
 		internal("preparing the build", err)
 		return
 	}
-	defer b.cleanup()
+	cleanup = b.cleanup
 	b.check, b.repair = mode == msg.BuildModeCheck, mode == msg.BuildModeRepair
 	r.event(msg.EventStart, v.path, fmt.Sprintf(activityText[mode], shownDrv))
 	defer r.event(msg.EventStop, v.path, "")
@@ -106,6 +111,7 @@ func (r *buildRequest) run(v *verifiedDrv, u buildUser, mode uint64, o *outcome)
 		return
 	}
 	fail(status, text)
+	return
 }
 
 // activityText is the text of a build's activity, per build mode.
