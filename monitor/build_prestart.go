@@ -13,18 +13,26 @@ import (
 type buildprocSpare struct {
 	m        *Monitor
 	mu       sync.Mutex
-	ready    *child // guarded by mu
-	starting bool   // a spare is being started; guarded by mu
-	closed   bool   // guarded by mu
+	ready    *child        // guarded by mu
+	starting bool          // a spare is being started; guarded by mu
+	started  chan struct{} // closed when the spare being started is ready (or failed); guarded by mu
+	closed   bool          // guarded by mu
 }
 
 func newBuildprocSpare(m *Monitor) *buildprocSpare { return &buildprocSpare{m: m} }
 
 // take returns a started privnix-build for a build with or without the host
-// network, and starts the next spare in the background.
+// network, and starts the next spare in the background. A spare on its way
+// is waited for: it started before one started now would.
 func (p *buildprocSpare) take(network bool) (*child, error) {
 	if !network {
 		p.mu.Lock()
+		if p.ready == nil && p.starting {
+			started := p.started
+			p.mu.Unlock()
+			<-started
+			p.mu.Lock()
+		}
 		c := p.ready
 		p.ready = nil
 		p.mu.Unlock()
@@ -49,7 +57,10 @@ func (p *buildprocSpare) refill() {
 		return
 	}
 	p.starting = true
+	started := make(chan struct{})
+	p.started = started
 	go func() {
+		defer close(started)
 		c, err := p.m.startBuildproc(false)
 		if err != nil {
 			p.m.log.Warn("starting a spare privnix-build", "err", err)
