@@ -21,13 +21,18 @@ import (
 const (
 	crashDirEnv   = "PRIVNIX_STOREDB_CRASH_DIR"
 	crashRoundEnv = "PRIVNIX_STOREDB_CRASH_ROUND"
-	crashMemTable = 1 << 20 // small, so that big batches split into several transactions
+	crashOpenEnv  = "PRIVNIX_STOREDB_CRASH_REOPEN" // set: the child reopens the database in a loop (reopenChild)
+	crashMemTable = 1 << 20                        // small, so that big batches split into several transactions
 )
 
 func TestMain(m *testing.M) {
 	if dir := os.Getenv(crashDirEnv); dir != "" {
 		round, _ := strconv.Atoi(os.Getenv(crashRoundEnv))
-		if err := crashChild(dir, round); err != nil {
+		child := crashChild
+		if os.Getenv(crashOpenEnv) != "" {
+			child = reopenChild
+		}
+		if err := child(dir, round); err != nil {
 			fmt.Fprintln(os.Stderr, "crash child:", err)
 			os.Exit(1)
 		}
@@ -155,10 +160,11 @@ func TestCrashConsistency(t *testing.T) {
 	}
 }
 
-func runCrashChild(t *testing.T, exe, dir string, round int, after time.Duration) []string {
+func runCrashChild(t *testing.T, exe, dir string, round int, after time.Duration, env ...string) []string {
 	t.Helper()
 	cmd := exec.Command(exe, "-test.run=^$")
 	cmd.Env = append(os.Environ(), crashDirEnv+"="+dir, crashRoundEnv+"="+strconv.Itoa(round))
+	cmd.Env = append(cmd.Env, env...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -212,4 +218,52 @@ func checkAfterCrash(t *testing.T, dir string, round int, registered map[string]
 	if err := db.ClearPending(pend...); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// reopenChild opens the database, registers one path, reports it and closes,
+// again and again until it is killed: what a privnixd that is killed or
+// crashes while starting does to its state directory. Every badger.Open
+// creates a new value-log file and a memtable WAL, so kills land in the middle
+// of that.
+func reopenChild(dir string, round int) error {
+	for i := 0; ; i++ {
+		db, err := Open(dir, Options{MemTableSize: crashMemTable})
+		if err != nil {
+			return err
+		}
+		p := mustBase(fmt.Sprintf("o%d-%d", round, i))
+		if err := db.RegisterValid([]PathInfo{mkInfo(p)}, nil); err != nil {
+			return err
+		}
+		fmt.Printf("+%s\n", p.Base())
+		if err := db.Close(); err != nil {
+			return err
+		}
+	}
+}
+
+// TestCrashDuringOpen SIGKILLs a child that keeps reopening the database
+// (reopenChild) at random moments, 40 times, and after each opens it as
+// privnixd does at start-up: the open must succeed, the database pass Check,
+// and every registration the child reported must still be there. A kill
+// between Badger creating a log file and sizing it used to leave a directory
+// no later Open accepted (see removeEmptyLogs).
+func TestCrashDuringOpen(t *testing.T) {
+	dir := t.TempDir()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	registered := map[string]bool{}
+	for round := range 40 {
+		lines := runCrashChild(t, exe, dir, round, time.Duration(5+rand.IntN(60))*time.Millisecond, crashOpenEnv+"=1")
+		for _, l := range lines {
+			if !strings.HasPrefix(l, "+") {
+				t.Fatalf("round %d: the child wrote %q", round, l)
+			}
+			registered[l[1:]] = true
+		}
+		checkAfterCrash(t, dir, round, registered)
+	}
+	t.Logf("%d registrations survived 40 kills", len(registered))
 }

@@ -149,7 +149,7 @@ func Open(dir string, opts Options) (*DB, error) {
 	if err != nil {
 		return nil, fmt.Errorf("storedb: %w", err)
 	}
-	if err := removeEmptyWALs(dir, opts.Logger); err != nil {
+	if err := removeEmptyLogs(dir, opts.Logger); err != nil {
 		return nil, fmt.Errorf("storedb: open %s: %w", dir, err)
 	}
 	bdb, err := badger.Open(badgerOptions(dir, opts))

@@ -520,11 +520,13 @@ func FuzzDecodeInfo(f *testing.F) {
 	})
 }
 
-// TestEmptyWALAfterCrash: a crash between Badger creating a memtable WAL and
-// sizing it leaves an empty <n>.mem, on which badger.Open alone fails
-// (badger#2207); Open removes it and keeps every registered path.
-func TestEmptyWALAfterCrash(t *testing.T) {
-	for _, name := range []string{"00001.mem", "00007.mem", "00099.mem"} {
+// TestEmptyLogAfterCrash: a crash between Badger creating a memtable WAL or a
+// value-log file and sizing it leaves an empty <n>.mem or <n>.vlog, on which
+// badger.Open alone fails (badger#2207; every Open creates the next .vlog);
+// Open removes it and keeps every registered path. TestCrashDuringOpen gets
+// there with real kills.
+func TestEmptyLogAfterCrash(t *testing.T) {
+	for _, name := range []string{"00001.mem", "00007.mem", "00099.mem", "000002.vlog", "000099.vlog"} {
 		t.Run(name, func(t *testing.T) {
 			dir := t.TempDir()
 			db, err := Open(dir, Options{})
