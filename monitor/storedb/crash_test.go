@@ -136,28 +136,40 @@ func removePath(ps []storepath.Path, p storepath.Path) []storepath.Path {
 // dangling index entry, the valid set closed under references) and that every
 // registration the child saw return is still there.
 func TestCrashConsistency(t *testing.T) {
+	registered := killRounds(t, 20, 20*time.Millisecond, 300*time.Millisecond)
+	t.Logf("%d registrations survived 20 kills", len(registered))
+	if len(registered) < 20 {
+		t.Fatalf("only %d registrations survived 20 rounds; the child barely ran", len(registered))
+	}
+}
+
+// killRounds runs a crash child (env chooses which) rounds times on one
+// database, killing it after a random delay in [min, min+spread), and checks
+// after each kill (checkAfterCrash). It returns the paths the children
+// reported registered ("+<base>") and never offered for deletion ("-<base>").
+func killRounds(t *testing.T, rounds int, min, spread time.Duration, env ...string) map[string]bool {
+	t.Helper()
 	dir := t.TempDir()
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
-	registered := map[string]bool{} // reported registered and never offered for deletion
-	for round := range 20 {
-		lines := runCrashChild(t, exe, dir, round, time.Duration(20+rand.IntN(300))*time.Millisecond)
-		for _, l := range lines {
+	registered := map[string]bool{}
+	for round := range rounds {
+		after := min + time.Duration(rand.Int64N(int64(spread)))
+		for _, l := range runCrashChild(t, exe, dir, round, after, env...) {
 			switch {
 			case strings.HasPrefix(l, "+"):
 				registered[l[1:]] = true
 			case strings.HasPrefix(l, "-"):
 				delete(registered, l[1:])
+			default:
+				t.Fatalf("round %d: the child wrote %q", round, l)
 			}
 		}
 		checkAfterCrash(t, dir, round, registered)
 	}
-	t.Logf("%d registrations survived 20 kills", len(registered))
-	if len(registered) < 20 {
-		t.Fatalf("only %d registrations survived 20 rounds; the child barely ran", len(registered))
-	}
+	return registered
 }
 
 func runCrashChild(t *testing.T, exe, dir string, round int, after time.Duration, env ...string) []string {
@@ -249,21 +261,6 @@ func reopenChild(dir string, round int) error {
 // between Badger creating a log file and sizing it used to leave a directory
 // no later Open accepted (see removeEmptyLogs).
 func TestCrashDuringOpen(t *testing.T) {
-	dir := t.TempDir()
-	exe, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	registered := map[string]bool{}
-	for round := range 40 {
-		lines := runCrashChild(t, exe, dir, round, time.Duration(5+rand.IntN(60))*time.Millisecond, crashOpenEnv+"=1")
-		for _, l := range lines {
-			if !strings.HasPrefix(l, "+") {
-				t.Fatalf("round %d: the child wrote %q", round, l)
-			}
-			registered[l[1:]] = true
-		}
-		checkAfterCrash(t, dir, round, registered)
-	}
+	registered := killRounds(t, 40, 5*time.Millisecond, 60*time.Millisecond, crashOpenEnv+"=1")
 	t.Logf("%d registrations survived 40 kills", len(registered))
 }
