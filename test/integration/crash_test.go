@@ -7,6 +7,8 @@ import (
 	mrand "math/rand/v2"
 	"net"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -238,20 +240,7 @@ func crashRound(t *testing.T, s *testenv.Store, rng *mrand.Rand, round int, vict
 	mu.Unlock()
 	if target == monitor {
 		<-d.Exited()
-		orphans := func() []procInfo {
-			now := procTable()
-			var left []procInfo
-			for _, p := range before {
-				if q, ok := now[p.pid]; ok && q.start == p.start {
-					left = append(left, q)
-				}
-			}
-			return left
-		}
-		var left []procInfo
-		if !waitFor(3*time.Second, func() bool { left = orphans(); return len(left) == 0 }) {
-			t.Errorf("round %d: processes of the killed monitor still there 3 s later: %v", round, left)
-		}
+		requireNoOrphans(t, before, round)
 	} else {
 		// The monitor lived through it: with every client gone, it has
 		// ended the uploads' workers and removed their staging directories.
@@ -284,6 +273,26 @@ func crashRound(t *testing.T, s *testenv.Store, rng *mrand.Rand, round int, vict
 	}
 	t.Logf("round %d: killed the %s; %d of %d adds succeeded; errors: %v", round, what, ok, len(out), errs)
 	return out
+}
+
+// requireNoOrphans: none of before (the processes of a monitor killed with
+// SIGKILL) is still there 3 s later.
+func requireNoOrphans(t *testing.T, before []procInfo, round int) {
+	t.Helper()
+	var left []procInfo
+	orphans := func() bool {
+		now := procTable()
+		left = left[:0]
+		for _, p := range before {
+			if q, ok := now[p.pid]; ok && q.start == p.start {
+				left = append(left, q)
+			}
+		}
+		return len(left) == 0
+	}
+	if !waitFor(3*time.Second, orphans) {
+		t.Errorf("round %d: processes of the killed monitor still there 3 s later: %v", round, left)
+	}
 }
 
 // crashCheck runs against the restarted daemon.
@@ -337,4 +346,52 @@ func textPath(t testing.TB, s *testenv.Store, name, text string) string {
 		t.Fatal(err)
 	}
 	return d.String(p)
+}
+
+// A privnixd killed with SIGKILL while it starts (opening the database,
+// removing what a crash left pending, starting its first children) starts
+// again on the same store: 10 kills at random moments of start-up, each
+// followed by a normal start that must serve with every path registered before
+// intact (crashCheck) and leave no process of the killed one. Badger used to
+// refuse its own state directory after such a kill (an empty .vlog, see
+// storedb.removeEmptyLogs).
+func TestCrashDuringStart(t *testing.T) {
+	testenv.RequireRoot(t)
+	s := testenv.NewStore(t, hostileConf)
+	rng := mrand.New(mrand.NewPCG(uint64(time.Now().UnixNano()), 1))
+	all := crashRound(t, s, rng, -1, "none", 4, 3) // paths to keep
+	for _, a := range all {
+		if a.err != nil {
+			t.Fatalf("adding %s with no crash: %v", a.path, a.err)
+		}
+	}
+	// How long a start takes here, to spread the kills over it.
+	began := time.Now()
+	d := testenv.StartPrivnixd(t, s)
+	startup := time.Since(began)
+	d.Stop(t)
+	bin := testenv.Bin(t)
+	for round := range 10 {
+		cmd := exec.Command(filepath.Join(bin, "privnixd"), "--bin-dir", bin)
+		cmd.Env = append([]string{"PATH=/usr/local/bin:/usr/bin:/bin"}, s.Env()...)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Duration(rng.Int64N(int64(startup) * 5 / 4)))
+		before := procDescendants(cmd.Process.Pid)
+		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatalf("round %d: killing privnixd: %v", round, err)
+		}
+		var exit *exec.ExitError
+		if err := cmd.Wait(); !errors.As(err, &exit) || exit.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+			t.Fatalf("round %d: privnixd ended with %v before the kill", round, err)
+		}
+		requireNoOrphans(t, before, round)
+		d := testenv.StartPrivnixd(t, s) // fails the test if privnixd does not come up
+		crashCheck(t, s, all, round)
+		d.Stop(t)
+		if t.Failed() {
+			return
+		}
+	}
 }
