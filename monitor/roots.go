@@ -44,17 +44,29 @@ func (r *rootSet) addTemp(s *session, p storepath.Path) {
 	r.temp[s][p] = struct{}{}
 }
 
-// dropSession forgets a connection's roots when it ends.
+// dropSession forgets a connection's roots when it ends (or, through
+// pruneLocked, when its client is seen gone before that).
 func (r *rootSet) dropSession(s *session) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	delete(r.temp, s)
 }
 
+// pruneLocked forgets the roots of connections whose client has hung up
+// (their sessions end a moment later). The caller holds r.mu.
+func (r *rootSet) pruneLocked() {
+	for s := range r.temp {
+		if s.clientGone() {
+			delete(r.temp, s)
+		}
+	}
+}
+
 // all returns every connection's temporary roots.
 func (r *rootSet) all() []storepath.Path {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.pruneLocked()
 	var out []storepath.Path
 	for _, ps := range r.temp {
 		for p := range ps {
@@ -69,6 +81,7 @@ func (r *rootSet) all() []storepath.Path {
 func (r *rootSet) roots() []gc.Root {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.pruneLocked()
 	var out []gc.Root
 	for s, ps := range r.temp {
 		link := fmt.Sprintf("{temp:%d}", s.peer.PID)
@@ -85,6 +98,7 @@ func (r *rootSet) roots() []gc.Root {
 func (r *rootSet) claim(ps []storepath.Path) (release func(), free []bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.pruneLocked()
 	held := map[storepath.Path]bool{}
 	for _, roots := range r.temp {
 		for _, p := range ps {

@@ -38,6 +38,7 @@ type session struct {
 	since   time.Time    // accepted
 	ups     uploads
 	snap    *snapshot // the configuration this connection was accepted under
+	hangup  int       // the monitor's copy of the client's socket, only polled for hang-up (never read); 0 if none
 
 	optMu sync.Mutex
 	opts  *conf.Settings // the client's SetOptions applied; guarded by optMu
@@ -83,7 +84,11 @@ func (m *Monitor) serveClient(ctx context.Context, c *net.UnixConn) {
 		m.pool.release(fe)
 		return
 	}
+	s.hangup = dupForHangup(c)
 	c.Close() // the frontend has its own copy now
+	if s.hangup != 0 {
+		defer unix.Close(s.hangup)
+	}
 	m.track(s, true)
 	defer m.track(s, false)
 	s.serve()
@@ -265,6 +270,35 @@ const (
 	logBurst = 200
 	logRate  = 50 // records a second
 )
+
+// dupForHangup returns a copy (fd 3 or above) of the client's socket for
+// clientGone, or 0.
+// It is duplicated through the raw fd so that the socket's non-blocking mode,
+// which it shares with the frontend's copy, is left alone.
+func dupForHangup(c *net.UnixConn) int {
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return 0
+	}
+	dup := -1
+	if rc.Control(func(fd uintptr) { dup, _ = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 3) }) != nil || dup < 0 {
+		return 0
+	}
+	return dup
+}
+
+// clientGone reports whether the client has hung up, without reading
+// anything from its socket. The connection's temporary roots then protect
+// nothing, though its frontend may not have noticed yet: nix-daemon's go with
+// the connection's process as soon as it sees the end of its socket.
+func (s *session) clientGone() bool {
+	if s.hangup == 0 {
+		return false
+	}
+	fds := []unix.PollFd{{Fd: int32(s.hangup), Events: unix.POLLRDHUP}}
+	n, err := unix.Poll(fds, 0)
+	return err == nil && n == 1 && fds[0].Revents&(unix.POLLRDHUP|unix.POLLHUP) != 0
+}
 
 func closeFiles(fs []*os.File) {
 	for _, f := range fs {
