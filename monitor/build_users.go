@@ -4,11 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"runtime"
+	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -121,12 +122,10 @@ func (b *buildUsers) load() {
 var errAbandoned = errors.New("the build request was abandoned")
 
 // get takes a free build user, waiting while all are busy (until abandon
-// is closed: errAbandoned), and makes sure no process of it runs: a user's
-// processes started by privnixd all die with their build's PID namespace
-// (put's caller has reaped its PID 1), so what could be left is a process
-// started outside privnixd; kill(-1) as the user ends those. A user's first
-// build since privnixd started also looks through /proc and waits for them
-// to be gone (killUser).
+// is closed: errAbandoned), and makes sure no process of it runs. A user
+// goes back to the pool only after put (below), so what get has to check
+// is a user's first build since privnixd started: its processes are looked
+// up in /proc and killed, and waited for (killUser).
 func (b *buildUsers) get(abandon <-chan struct{}) (buildUser, error) {
 	u, err := b.take(abandon)
 	if err != nil || u.shared {
@@ -134,12 +133,7 @@ func (b *buildUsers) get(abandon <-chan struct{}) (buildUser, error) {
 	}
 	b.mu.Lock()
 	first := !b.used[u.uid]
-	b.used[u.uid] = true
 	b.mu.Unlock()
-	if err := killAllAs(u.uid); err != nil {
-		b.release(u)
-		return buildUser{}, fmt.Errorf("build user %d cannot be used: %v", u.uid, err)
-	}
 	if !first {
 		return u, nil
 	}
@@ -150,6 +144,9 @@ func (b *buildUsers) get(abandon <-chan struct{}) (buildUser, error) {
 			return buildUser{}, fmt.Errorf("build user %d cannot be used: %v", u.uid, err)
 		}
 	}
+	b.mu.Lock()
+	b.used[u.uid] = true
+	b.mu.Unlock()
 	return u, nil
 }
 
@@ -192,18 +189,23 @@ func (b *buildUsers) take(abandon <-chan struct{}) (buildUser, error) {
 	}
 }
 
-// put gives u back. Its caller has reaped the PID 1 of every build
-// namespace u ran in (the kernel kills and reaps every process of a PID
-// namespace before its PID 1's exit is reported), so no process privnixd
-// started as u is left; kill(-1) as u is the last resort for any other
-// (DESIGN, sealing step 1), and the full /proc look (killUser) runs only
-// when that fails.
+// put gives u back. Its caller has reaped the PID 1 of the build namespace
+// u ran in (the kernel kills and reaps every process of a PID namespace
+// before its PID 1's exit is reported): no process privnixd started as u
+// is left. The last resort for any other (DESIGN, sealing step 1) is
+// kill(-1) as u (killAllAs), off the build's critical path; when that
+// fails, /proc is looked through (killUser).
 func (b *buildUsers) put(u buildUser) {
 	if u.shared {
 		b.release(u)
 		return
 	}
-	if err := killAllAs(u.uid); err != nil {
+	bin, ok := b.m.buildSpawner.bins[roleBuild]
+	err := fmt.Errorf("privnix-build is not installed")
+	if ok {
+		err = killAllAs(bin, u.uid, u.gid)
+	}
+	if err != nil {
 		b.m.log.Warn("kill(-1) as a build user failed; looking through /proc", "uid", u.uid, "err", err)
 		if n, err := killUser(u.uid); err != nil || n > 0 {
 			b.m.log.Warn("killed processes a build left behind", "uid", u.uid, "killed", n, "err", err)
@@ -227,55 +229,29 @@ func (b *buildUsers) reread() {
 	b.mu.Unlock()
 }
 
-// killAllAs sends SIGKILL to every process uid may signal (kill(-1) as
-// uid: every process whose real or saved uid is uid, except init and
-// privnixd itself), from a thread of its own that takes uid as its real,
-// effective and saved uid and so loses every capability: with CAP_KILL,
-// kill(-1) would reach every process on the host, so the thread checks that
-// it holds none first. The thread never runs anything else: its goroutine
-// ends without unlocking it, and the Go runtime then ends the thread. It is
-// never the main thread, whose credentials are the ones other processes see
-// when they signal privnixd (and which the runtime would keep, not end). The
-// signal is sent, not waited for: a process with SIGKILL pending never
-// returns to user space. (The kernel makes privnixd non-dumpable when a
-// thread changes its uid, as suid_dumpable says; it is root's anyway.)
-func killAllAs(uid uint32) error {
+// killAllAs is kill(-1, SIGKILL) as uid (every process whose real or saved
+// uid is uid), sent by privnix-build started as uid:gid without groups under
+// the name privnix-kill-user (cmd/privnix-build refuses it as root or with
+// a capability), and waited for. A process of its own, not a thread of
+// privnixd that takes the uid: such a thread could be signalled or traced
+// by the very processes it is about to kill. The signal is sent, not waited
+// for: a process with SIGKILL pending never returns to user space.
+func killAllAs(bin *os.File, uid, gid uint32) error {
 	if uid == 0 {
 		return fmt.Errorf("refusing kill(-1) as root")
 	}
-	done := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked unless this is the main thread
-		if unix.Gettid() == unix.Getpid() {
-			// The main thread stays locked to this goroutine until the
-			// work is done, so the goroutine below runs on another.
-			done <- killAllAs(uid)
-			runtime.UnlockOSThread()
-			return
-		}
-		done <- killAllFromThisThread(uid)
-	}()
-	return <-done
-}
-
-// killAllFromThisThread is killAllAs on the calling, locked thread, whose
-// credentials it changes for good (a raw setresuid changes one thread; Go's
-// syscall.Setresuid would change them all).
-func killAllFromThisThread(uid uint32) error {
-	if _, _, e := unix.RawSyscall(unix.SYS_SETRESUID, uintptr(uid), uintptr(uid), uintptr(uid)); e != 0 {
-		return fmt.Errorf("setresuid(%d) on a thread: %w", uid, e)
+	cmd := &exec.Cmd{
+		Path: fmt.Sprintf("/proc/self/fd/%d", bin.Fd()),
+		Args: []string{"privnix-kill-user"},
+		Env:  []string{},
+		Dir:  "/",
+		SysProcAttr: &syscall.SysProcAttr{
+			Credential: &syscall.Credential{Uid: uid, Gid: gid, Groups: []uint32{}},
+			Setsid:     true,
+		},
 	}
-	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3} // Pid 0: this thread
-	var data [2]unix.CapUserData
-	if err := unix.Capget(&hdr, &data[0]); err != nil {
-		return fmt.Errorf("capget after setresuid(%d): %w", uid, err)
-	}
-	if data[0].Effective|data[1].Effective|data[0].Permitted|data[1].Permitted != 0 {
-		return fmt.Errorf("a thread with uid %d still holds capabilities: not sending kill(-1)", uid)
-	}
-	minusOne := -1
-	if _, _, e := unix.RawSyscall(unix.SYS_KILL, uintptr(minusOne), uintptr(unix.SIGKILL), 0); e != 0 && e != unix.ESRCH {
-		return fmt.Errorf("kill(-1) as uid %d: %w", uid, e)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("kill(-1) as uid %d: %v: %s", uid, err, strings.TrimSpace(string(out)))
 	}
 	return nil
 }

@@ -14,11 +14,20 @@ import (
 	"fmt"
 	"os"
 
+	"golang.org/x/sys/unix"
+
 	"privnix/buildproc"
 	"privnix/internal/child"
 )
 
+// killArg0 is the name privnixd gives this binary when it starts it as a
+// build user to end every process of that user (killAll).
+const killArg0 = "privnix-kill-user"
+
 func main() {
+	if len(os.Args) == 1 && os.Args[0] == killArg0 {
+		os.Exit(killAll())
+	}
 	// run returns only on failure: on success the builder replaced us.
 	err := run()
 	fmt.Fprintf(os.Stderr, "privnix-build: %v\n", err)
@@ -43,4 +52,26 @@ func run() error {
 		return fmt.Errorf("%w (and reporting it: %v)", err, serr)
 	}
 	return err
+}
+
+// killAll is kill(-1, SIGKILL) as the uid privnixd started us as (a build
+// user): every process whose real or saved uid is ours dies, except us
+// (DESIGN, sealing step 1's last resort). Never as root, never holding a
+// capability (CAP_KILL would make kill(-1) reach every process).
+func killAll() int {
+	if os.Getuid() == 0 || os.Geteuid() == 0 {
+		fmt.Fprintf(os.Stderr, "%s: refusing to run as root\n", killArg0)
+		return 2
+	}
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil || data[0].Effective|data[1].Effective|data[0].Permitted|data[1].Permitted != 0 {
+		fmt.Fprintf(os.Stderr, "%s: holding capabilities (%v): refusing kill(-1)\n", killArg0, err)
+		return 2
+	}
+	if err := unix.Kill(-1, unix.SIGKILL); err != nil && err != unix.ESRCH {
+		fmt.Fprintf(os.Stderr, "%s: kill(-1): %v\n", killArg0, err)
+		return 1
+	}
+	return 0
 }
