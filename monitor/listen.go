@@ -35,8 +35,8 @@ func listen(path string, getenv func(string) string) (l *net.UnixListener, ours 
 	// Bound and listening under a temporary name, then renamed into place:
 	// whoever sees the socket at path can connect (between bind and listen
 	// a client would get "connection refused").
+	removeStaleSockets(path + ".new-*") // left by a privnixd killed before its rename
 	tmp := fmt.Sprintf("%s.new-%d", path, os.Getpid())
-	os.Remove(tmp)
 	old := unix.Umask(0o111) // the socket is created 0666: access is the directory's job
 	l, err = net.ListenUnix("unix", &net.UnixAddr{Name: tmp, Net: "unix"})
 	unix.Umask(old)
@@ -50,6 +50,16 @@ func listen(path string, getenv func(string) string) (l *net.UnixListener, ours 
 		return nil, false, err
 	}
 	return l, true, nil
+}
+
+// removeStaleSockets removes the sockets (and nothing else) matching pattern.
+func removeStaleSockets(pattern string) {
+	names, _ := filepath.Glob(pattern)
+	for _, name := range names {
+		if fi, err := os.Lstat(name); err == nil && fi.Mode()&os.ModeSocket != 0 {
+			os.Remove(name)
+		}
+	}
 }
 
 func listenerFromSystemd(getenv func(string) string) (*net.UnixListener, bool, error) {
