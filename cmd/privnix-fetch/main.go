@@ -25,12 +25,7 @@ import (
 var hostFiles = []string{"/etc/resolv.conf", "/etc/hosts", "/etc/nsswitch.conf", "/etc/services",
 	"/etc/ssl", "/etc/pki", "/etc/ca-certificates", "/usr/share/ca-certificates", "/usr/local/share/ca-certificates"}
 
-func main() {
-	if err := run(); err != nil {
-		fmt.Fprintf(os.Stderr, "privnix-fetch: %v\n", err)
-		os.Exit(1)
-	}
-}
+func main() { child.Main("privnix-fetch", run) }
 
 func run() error {
 	if err := child.RefuseRoot(); err != nil {

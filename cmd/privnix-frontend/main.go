@@ -23,12 +23,7 @@ import (
 	"privnix/ipc/msg"
 )
 
-func main() {
-	if err := run(); err != nil {
-		fmt.Fprintf(os.Stderr, "privnix-frontend: %v\n", err)
-		os.Exit(1)
-	}
-}
+func main() { child.Main("privnix-frontend", run) }
 
 func run() error {
 	if err := child.RefuseRoot(); err != nil {

@@ -12,9 +12,6 @@
 package main
 
 import (
-	"fmt"
-	"os"
-
 	"golang.org/x/sys/unix"
 
 	"privnix/internal/child"
@@ -23,12 +20,7 @@ import (
 	"privnix/storeproc"
 )
 
-func main() {
-	if err := run(); err != nil {
-		fmt.Fprintf(os.Stderr, "privnix-storeproc: %v\n", err)
-		os.Exit(1)
-	}
-}
+func main() { child.Main("privnix-storeproc", run) }
 
 func run() error {
 	if err := child.RefuseRoot(); err != nil {

@@ -53,3 +53,12 @@ func RefuseRoot() error {
 	}
 	return nil
 }
+
+// Main runs a child's body and, when it returns an error, prints it after
+// prog's name on stderr (which the monitor logs) and exits with status 1.
+func Main(prog string, run func() error) {
+	if err := run(); err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", prog, err)
+		os.Exit(1)
+	}
+}

@@ -12,8 +12,6 @@ import (
 	"strings"
 	"testing"
 
-	"privnix/frontend/wire"
-	"privnix/internal/nixclient"
 	"privnix/internal/testenv"
 )
 
@@ -23,15 +21,10 @@ import (
 // from stdin with one line each on stdout. A frontend caches answers per
 // connection: this is the connection that would see a stale one.
 func queryHolder(sock string) int {
-	c, err := nixclient.Dial(sock, wire.V(34))
-	if err == nil {
-		err = c.SetOptions()
-	}
-	if err != nil {
-		fmt.Println("error:", err)
+	c := dialHolder(sock)
+	if c == nil {
 		return 1
 	}
-	fmt.Println("ready")
 	in := bufio.NewScanner(os.Stdin)
 	for in.Scan() {
 		op, p, _ := strings.Cut(in.Text(), " ")

@@ -565,21 +565,11 @@ func TestGCRuntimeRootsMatchNixDaemon(t *testing.T) {
 	in := filepath.Join(s.Root, "in")
 	gcInputs(t, in)
 
-	nd := testenv.StartNixDaemon(t, s)
-	want := runtimeScenario(t, s, in)
-	nd.Stop(t)
-	s.Reset(t)
-
-	testenv.StartPrivnixd(t, s)
-	got := runtimeScenario(t, s, in)
-	for step, w := range want {
-		if got[step] != w {
-			t.Errorf("%s: privnixd gave\n%s\nnix-daemon gave\n%s", step, got[step], w)
+	againstNixDaemon(t, s, in, runtimeScenario, func(want map[string]string) {
+		if !strings.Contains(want["roots alice"], "{censored} -> "+want["add held"]) {
+			t.Errorf("nix-daemon showed alice no censored runtime root: %s", want["roots alice"])
 		}
-	}
-	if !strings.Contains(want["roots alice"], "{censored} -> "+want["add held"]) {
-		t.Errorf("nix-daemon showed alice no censored runtime root: %s", want["roots alice"])
-	}
+	})
 }
 
 // buildRootScenario: nix-build's ./result is an indirect root of the built
@@ -634,21 +624,11 @@ func TestGCBuildResultRoot(t *testing.T) {
 	os.MkdirAll(in, 0o755)
 	buildExprs(t, in)
 
-	nd := testenv.StartNixDaemon(t, s)
-	want := buildRootScenario(t, s, in)
-	nd.Stop(t)
-	s.Reset(t)
-
-	testenv.StartPrivnixd(t, s)
-	got := buildRootScenario(t, s, in)
-	for step, w := range want {
-		if got[step] != w {
-			t.Errorf("%s: privnixd gave\n%s\nnix-daemon gave\n%s", step, got[step], w)
+	againstNixDaemon(t, s, in, buildRootScenario, func(want map[string]string) {
+		if !strings.Contains(want["roots alice"], "/result -> ") || want["dead"] == "" {
+			t.Errorf("nix-daemon: roots %q, dead %q", want["roots alice"], want["dead"])
 		}
-	}
-	if !strings.Contains(want["roots alice"], "/result -> ") || want["dead"] == "" {
-		t.Errorf("nix-daemon: roots %q, dead %q", want["roots alice"], want["dead"])
-	}
+	})
 }
 
 // kill -9 of the monitor in the middle of a collection of many dead paths:

@@ -36,16 +36,26 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-func hold(sock string) int {
+// dialHolder connects a holder to sock and says "ready" on stdout, or
+// prints the error and returns nil.
+func dialHolder(sock string) *nixclient.Client {
 	c, err := nixclient.Dial(sock, wire.V(34))
 	if err == nil {
 		err = c.SetOptions()
 	}
 	if err != nil {
 		fmt.Println("error:", err)
-		return 1
+		return nil
 	}
 	fmt.Println("ready")
+	return c
+}
+
+func hold(sock string) int {
+	c := dialHolder(sock)
+	if c == nil {
+		return 1
+	}
 	in := bufio.NewScanner(os.Stdin)
 	for in.Scan() {
 		if f := strings.SplitN(in.Text(), " ", 3); len(f) == 3 && f[0] == "import" {

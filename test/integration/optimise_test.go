@@ -2,7 +2,6 @@ package integration
 
 import (
 	"fmt"
-	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -121,20 +120,11 @@ func TestOptimiseMatchesNixDaemon(t *testing.T) {
 	in := filepath.Join(s.Root, "in")
 	optimiseInputs(t, in)
 
-	nd := testenv.StartNixDaemon(t, s)
-	want := optimiseScenario(t, s, in)
-	nd.Stop(t)
-	if !strings.Contains(want["optimise"], "freed by hard-linking 4 files") || !strings.Contains(want["after optimise"], "nlink=5") {
-		t.Fatalf("nix-daemon's optimise:\n%s\n%s", want["optimise"], want["after optimise"])
-	}
-	s.Reset(t)
-	testenv.StartPrivnixd(t, s)
-	got := optimiseScenario(t, s, in)
-	for _, k := range slices.Sorted(maps.Keys(want)) {
-		if got[k] != want[k] {
-			t.Errorf("%s: privnixd gave\n%s\nnix-daemon gave\n%s", k, got[k], want[k])
+	againstNixDaemon(t, s, in, optimiseScenario, func(want map[string]string) {
+		if !strings.Contains(want["optimise"], "freed by hard-linking 4 files") || !strings.Contains(want["after optimise"], "nlink=5") {
+			t.Fatalf("nix-daemon's optimise:\n%s\n%s", want["optimise"], want["after optimise"])
 		}
-	}
+	})
 	st, err := os.Lstat(filepath.Join(s.StoreDir, ".links"))
 	if err != nil || st.Mode().Perm()&0o022 != 0 || st.Sys().(*syscall.Stat_t).Uid != 0 {
 		t.Errorf(".links: %v %v", st, err)

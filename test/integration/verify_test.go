@@ -2,10 +2,8 @@ package integration
 
 import (
 	"fmt"
-	"maps"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 
@@ -134,21 +132,12 @@ func TestVerifyMatchesNixDaemon(t *testing.T) {
 	in := filepath.Join(s.Root, "in")
 	gcInputs(t, in)
 
-	nd := testenv.StartNixDaemon(t, s)
-	want := verifyScenario(t, s, in)
-	nd.Stop(t)
-	for step, w := range map[string]string{"check contents modified": "was modified! expected hash", "verify disappeared": "removing from database",
-		"repair modified": "cannot repair path", "repair untrusted": "not privileged"} {
-		if !strings.Contains(want[step], w) {
-			t.Fatalf("nix-daemon's %s has no %q:\n%s", step, w, want[step])
+	againstNixDaemon(t, s, in, verifyScenario, func(want map[string]string) {
+		for step, w := range map[string]string{"check contents modified": "was modified! expected hash", "verify disappeared": "removing from database",
+			"repair modified": "cannot repair path", "repair untrusted": "not privileged"} {
+			if !strings.Contains(want[step], w) {
+				t.Fatalf("nix-daemon's %s has no %q:\n%s", step, w, want[step])
+			}
 		}
-	}
-	s.Reset(t)
-	testenv.StartPrivnixd(t, s)
-	got := verifyScenario(t, s, in)
-	for _, k := range slices.Sorted(maps.Keys(want)) {
-		if got[k] != want[k] {
-			t.Errorf("%s: privnixd gave\n%s\nnix-daemon gave\n%s", k, got[k], want[k])
-		}
-	}
+	})
 }
