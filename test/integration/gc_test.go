@@ -640,7 +640,7 @@ func TestGCKilledMidway(t *testing.T) {
 	testenv.RequireNix(t)
 	s := testenv.NewStore(t, storeConf)
 	d := testenv.StartPrivnixd(t, s)
-	const n, conns = 1000, 8
+	const n, conns = 2000, 8 // issue 6: kill -9 in the middle of a GC of 2,000 paths
 	texts := map[string]string{}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
