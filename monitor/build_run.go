@@ -764,6 +764,7 @@ func (m *Monitor) registerOutputs(s *session, b *preparedBuild) (uint64, string,
 		}
 		return m.compareOutputs(v, infos)
 	}
+	s.snap.signBuilt(dir, infos)
 	err := m.store.with(func(db *storedb.DB) error {
 		var todo []storedb.PathInfo
 		for i, so := range sealed {

@@ -16,12 +16,13 @@ import (
 // a nix-daemon child keeps the settings it forked with; new connections take
 // the newest one.
 type snapshot struct {
-	set  *conf.Settings
-	keys []narinfo.PublicKey // trusted-public-keys, parsed
+	set     *conf.Settings
+	keys    []narinfo.PublicKey // trusted-public-keys, parsed
+	signers []narinfo.SecretKey // secret-key-files, read and checked (sign.go)
 }
 
 func newSnapshot(set *conf.Settings, log *slog.Logger) *snapshot {
-	s := &snapshot{set: set}
+	s := &snapshot{set: set, signers: loadSigningKeys(set.SecretKeyFiles, log)}
 	for _, k := range set.TrustedPublicKeys {
 		pk, err := narinfo.ParsePublicKey(k)
 		if err != nil {

@@ -1,0 +1,123 @@
+package integration
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+
+	"privnix/internal/testenv"
+)
+
+// signedExpr is a trivial derivation; n makes a new one for each phase.
+const signedExpr = `{ n }: derivation { name = "signed-${n}"; system = "x86_64-linux"; builder = "/bin/sh"; args = [ "-c" "echo ${n} > $out" ]; }`
+
+// TestSignBuilds: with secret-key-files, a locally built output carries the
+// key's signature, the same line nix-daemon 2.8 writes, and `nix store
+// verify` accepts it. After a reload naming a key file others may read (and
+// one that does not exist), and after one without the setting, new outputs
+// are unsigned; the refusal is logged without the key.
+func TestSignBuilds(t *testing.T) {
+	s, in := newBuildStore(t, buildConf)
+	if err := os.WriteFile(filepath.Join(in, "signed.nix"), []byte(signedExpr), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	keys := filepath.Join(s.Root, "keys")
+	os.MkdirAll(keys, 0o755)
+	secret, public := filepath.Join(keys, "good.sec"), filepath.Join(keys, "good.pub")
+	if out, err := exec.Command("nix-store", "--generate-binary-cache-key", "privnix-test-1", secret, public).CombinedOutput(); err != nil {
+		t.Fatalf("generating a key: %v\n%s", err, out)
+	}
+	os.Chmod(secret, 0o600)
+	pub, err := os.ReadFile(public)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sec, err := os.ReadFile(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	setConf := func(extra string) {
+		if err := os.WriteFile(filepath.Join(s.ConfDir, "nix.conf"), []byte(buildConf+extra), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	nix := func(args ...string) testenv.Result {
+		return s.Run(t, testenv.Alice, nil, "nix", append([]string{"--extra-experimental-features", "nix-command"}, args...)...)
+	}
+	// phase builds signed-n as alice and reports the path, its signatures
+	// and whether one signature by the key verifies.
+	phase := func(n string) map[string]string {
+		out := map[string]string{}
+		r := s.Run(t, testenv.Alice, nil, "nix-build", "--no-out-link", filepath.Join(in, "signed.nix"), "--argstr", "n", n)
+		if r.Err != nil {
+			t.Fatalf("build %s: %v\n%s", n, r.Err, r.Stderr)
+		}
+		p := strings.TrimSpace(r.Stdout)
+		out["path"] = p
+		r = nix("path-info", "--sigs", p)
+		out["sigs"] = strings.TrimSpace(r.Stdout) + lastError(r.Stderr)
+		r = nix("store", "verify", "--trusted-public-keys", string(pub), "--sigs-needed", "1", p)
+		out["verify"] = "ok"
+		if r.Err != nil {
+			out["verify"] = "error: " + lastError(r.Stderr)
+		}
+		return out
+	}
+
+	setConf("secret-key-files = " + secret + "\n")
+	_, d := againstNixDaemon(t, s, in, func(t *testing.T, s *testenv.Store, in string) map[string]string {
+		return phase("1")
+	}, func(want map[string]string) {
+		if !strings.Contains(want["sigs"], " privnix-test-1:") || want["verify"] != "ok" {
+			t.Fatalf("nix-daemon did not sign: %q, verify %q", want["sigs"], want["verify"])
+		}
+	})
+	defer d.Stop(t)
+
+	reload := func(extra string) {
+		setConf(extra)
+		before := strings.Count(d.Log.String(), "configuration reloaded")
+		if err := d.Cmd.Process.Signal(syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+		if !waitUntil(func() bool { return strings.Count(d.Log.String(), "configuration reloaded") > before }) {
+			t.Fatalf("no reload:\n%s", d.Log.String())
+		}
+	}
+	unsigned := func(n string) {
+		t.Helper()
+		got := phase(n)
+		if strings.Contains(got["sigs"], "privnix-test-1:") || got["verify"] == "ok" {
+			t.Errorf("signed-%s is signed: %q, verify %q", n, got["sigs"], got["verify"])
+		}
+	}
+
+	// A key file its group or others may read is refused, a missing one skipped.
+	loose := filepath.Join(keys, "loose.sec")
+	if err := os.WriteFile(loose, sec, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(loose, 0o644)
+	missing := filepath.Join(keys, "missing.sec")
+	reload("secret-key-files = " + loose + " " + missing + "\n")
+	unsigned("2")
+	log := d.Log.String()
+	for _, w := range []string{loose, missing} {
+		if !strings.Contains(log, "not signing with this key file") || !strings.Contains(log, w) {
+			t.Errorf("no refusal of %s logged:\n%s", w, log)
+		}
+	}
+	if !strings.Contains(log, "mode 0644") {
+		t.Errorf("the refusal does not say why:\n%s", log)
+	}
+	if k := strings.TrimSpace(string(sec)); strings.Contains(log, k[strings.IndexByte(k, ':')+1:]) {
+		t.Errorf("the log holds the secret key")
+	}
+
+	// Without the setting: no signature.
+	reload("")
+	unsigned("3")
+}
