@@ -762,7 +762,7 @@ func (m *Monitor) registerOutputs(s *session, b *preparedBuild) (uint64, string,
 		if status != statusBuilt {
 			return status, text, nil
 		}
-		return m.compareOutputs(v, infos)
+		return m.compareOutputs(s.snap, v, infos)
 	}
 	s.snap.signBuilt(dir, infos)
 	err := m.store.with(func(db *storedb.DB) error {
@@ -806,7 +806,7 @@ func (m *Monitor) registerOutputs(s *session, b *preparedBuild) (uint64, string,
 // compareOutputs is --check (6.11 step 4): each rebuilt output must have
 // the NAR hash of the valid one; then the valid ones are marked ultimate,
 // as Nix does. Nothing rebuilt is kept.
-func (m *Monitor) compareOutputs(v *verifiedDrv, rebuilt []storedb.PathInfo) (uint64, string, error) {
+func (m *Monitor) compareOutputs(sn *snapshot, v *verifiedDrv, rebuilt []storedb.PathInfo) (uint64, string, error) {
 	dir := m.store.dir
 	err := m.store.with(func(db *storedb.DB) error {
 		var mark []storedb.PathInfo
@@ -827,6 +827,7 @@ func (m *Monitor) compareOutputs(v *verifiedDrv, rebuilt []storedb.PathInfo) (ui
 		if len(mark) == 0 {
 			return nil
 		}
+		sn.signBuilt(dir, mark)
 		return db.RegisterValid(mark, nil)
 	})
 	var de *drvErr

@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -70,16 +71,18 @@ func readSigningKey(file string) (narinfo.SecretKey, error) {
 	return k, nil
 }
 
-// signBuilt adds to each locally built output a signature by each key of
-// the snapshot, over the fingerprint of what will be registered (as Nix's
-// LocalStore does for what it builds; substituted and uploaded paths are not
-// signed).
+// signBuilt adds to each locally built output (or one --check confirmed) a
+// signature by each key of the snapshot, over the fingerprint of what will
+// be registered, as Nix's LocalStore does for what it builds; substituted and
+// uploaded paths are not signed. A signature already there is not repeated.
 func (sn *snapshot) signBuilt(dir storepath.Dir, infos []storedb.PathInfo) {
 	for i := range infos {
 		in := &infos[i]
 		fp := narinfo.Fingerprint(dir, in.Path, in.NarHash, in.NarSize, in.References)
 		for _, k := range sn.signers {
-			in.Sigs = append(in.Sigs, k.Sign(fp).String())
+			if sig := k.Sign(fp).String(); !slices.Contains(in.Sigs, sig) {
+				in.Sigs = append(in.Sigs, sig)
+			}
 		}
 	}
 }

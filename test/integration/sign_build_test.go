@@ -16,7 +16,8 @@ const signedExpr = `{ n }: derivation { name = "signed-${n}"; system = "x86_64-l
 
 // TestSignBuilds: with secret-key-files, a locally built output carries the
 // key's signature, the same line nix-daemon 2.8 writes, and `nix store
-// verify` accepts it. After a reload naming a key file others may read (and
+// verify` accepts it; so does one imported unsigned and then confirmed by
+// --check. After a reload naming a key file others may read (and
 // one that does not exist), and after one without the setting, new outputs
 // are unsigned; the refusal is logged without the key.
 func TestSignBuilds(t *testing.T) {
@@ -69,10 +70,26 @@ func TestSignBuilds(t *testing.T) {
 
 	setConf("secret-key-files = " + secret + "\n")
 	_, d := againstNixDaemon(t, s, in, func(t *testing.T, s *testenv.Store, in string) map[string]string {
-		return phase("1")
+		out := phase("1")
+		// Imported again without signatures, then confirmed by --check:
+		// ultimate again, and signed.
+		p := out["path"]
+		exp := s.Run(t, testenv.Bob, nil, "nix-store", "--export", p)
+		s.Run(t, testenv.Bob, nil, "nix-store", "--delete", p)
+		s.Run(t, testenv.Bob, []byte(exp.Stdout), "nix-store", "--import")
+		r := nix("path-info", "--sigs", p)
+		out["sigs imported"] = strings.TrimSpace(r.Stdout) + lastError(r.Stderr)
+		r = s.Run(t, testenv.Alice, nil, "nix-build", "--no-out-link", "--check", filepath.Join(in, "signed.nix"), "--argstr", "n", "1")
+		out["check"] = strings.TrimSpace(r.Stdout) + lastError(r.Stderr)
+		r = nix("path-info", "--sigs", p)
+		out["sigs checked"] = strings.TrimSpace(r.Stdout) + lastError(r.Stderr)
+		return out
 	}, func(want map[string]string) {
 		if !strings.Contains(want["sigs"], " privnix-test-1:") || want["verify"] != "ok" {
 			t.Fatalf("nix-daemon did not sign: %q, verify %q", want["sigs"], want["verify"])
+		}
+		if strings.Contains(want["sigs imported"], "privnix-test-1:") || want["sigs checked"] != want["sigs"] {
+			t.Fatalf("nix-daemon: imported %q, after --check %q", want["sigs imported"], want["sigs checked"])
 		}
 	})
 	defer d.Stop(t)
