@@ -120,6 +120,7 @@ type subst struct {
 	negTTL   time.Duration
 	fetchers *fetcherPool
 	spares   *workerSpares // kept storeprocs (small NARs)
+	reg      *registrar    // registers sealed downloads in batches
 	// info, if set, shows the client a line (Nix's "copying path" activity text).
 	info func(p storepath.Path, text string)
 	// ctx, if set, ends the request: no download starts after it is done.
@@ -154,6 +155,7 @@ func (s *session) newSubst(set *conf.Settings) *subst {
 	}
 	x.fetchers = newFetcherPool(s.m, x.urls, set.ConnectTimeout)
 	x.spares = &workerSpares{m: s.m}
+	x.reg = newRegistrar(x)
 	return x
 }
 
@@ -433,15 +435,18 @@ func (x *subst) plan(p storepath.Path, warn func(string), stack map[storepath.Pa
 
 // run downloads the plan, substJobs at a time, in its order: a path's
 // references started before it, so the oldest unfinished path always runs
-// and waits on nothing unfinished.
+// and waits on nothing unfinished. A path is queued for registration
+// (x.reg) once its references are queued before it.
 func (x *subst) run(plan []*offer, warn func(string)) {
-	ready := make(map[storepath.Path]chan struct{}, len(plan))
+	queued := make(map[storepath.Path]func(), len(plan))
+	waits := make(map[storepath.Path]chan struct{}, len(plan))
 	for _, o := range plan {
-		ready[o.path] = make(chan struct{})
+		ch := make(chan struct{})
+		waits[o.path], queued[o.path] = ch, sync.OnceFunc(func() { close(ch) })
 	}
 	refsDone := func(o *offer) error {
 		for _, r := range o.refs {
-			if ch, ok := ready[r]; ok {
+			if ch, ok := waits[r]; ok {
 				<-ch
 			}
 			if err := x.result(r); err != nil {
@@ -457,28 +462,28 @@ func (x *subst) run(plan []*offer, warn func(string)) {
 		if x.ctx != nil && x.ctx.Err() != nil {
 			<-sem
 			x.setResult(o.path, &substError{msg: "the request was abandoned"})
-			close(ready[o.path])
+			queued[o.path]()
 			continue
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			defer close(ready[o.path])
-			x.setResult(o.path, x.substituteOne(o, warn, func() error { return refsDone(o) }))
+			defer queued[o.path]()
+			x.setResult(o.path, x.substituteOne(o, warn, func() error { return refsDone(o) }, queued[o.path]))
 		}()
 	}
 	wg.Wait()
 }
 
 // substituteOne downloads, checks and registers one planned path.
-func (x *subst) substituteOne(o *offer, warn func(string), refsDone func() error) error {
+func (x *subst) substituteOne(o *offer, warn func(string), refsDone func() error, queued func()) error {
 	shown := x.s.m.store.dir.String(o.path)
 	x.s.log.Info("substituting", "path", shown, "from", x.urls[o.cache])
 	if x.info != nil {
 		x.info(o.path, fmt.Sprintf("copying path '%s' from '%s'...", shown, strings.TrimSuffix(x.urls[o.cache], "/")))
 	}
-	err := x.download(o.path, o, refsDone)
+	err := x.download(o.path, o, refsDone, queued)
 	if err == nil {
 		return nil
 	}
@@ -497,7 +502,7 @@ func (x *subst) substituteOne(o *offer, warn func(string), refsDone func() error
 // one, as a connection's small uploads do (handlers_upload.go): its tree is
 // then sealed by copy, and the worker goes back to x.spares only once the
 // path is registered.
-func (x *subst) download(p storepath.Path, o *offer, refsDone func() error) error {
+func (x *subst) download(p storepath.Path, o *offer, refsDone func() error, queued func()) error {
 	s, m := x.s, x.s.m
 	ni := o.ni
 	up := &upload{claimed: p, req: msg.BeginUpload{Mode: msg.UploadNar, Format: msg.FormatNAR,
@@ -544,11 +549,7 @@ func (x *subst) download(p storepath.Path, o *offer, refsDone func() error) erro
 	if err := refsDone(); err != nil {
 		return err
 	}
-	rep = s.register(up, info)
-	if len(rep.msgs) == 1 {
-		_, up.added = rep.msgs[0].(*msg.PathInfo)
-	}
-	return replyError(rep)
+	return x.reg.register(up, info, queued)
 }
 
 // handOver gives the job to a kept storeproc of the request (or, if none is

@@ -380,6 +380,17 @@ func (st *Staging) fd() int { return int(st.dir.Fd()) }
 // (Discard it once the existing path is known valid). Call Discard afterwards
 // in every case: it removes what is left of the staging directory.
 func (st *Staging) Commit(name string) error {
+	if err := st.commit(name); err != nil {
+		return err
+	}
+	if err := st.s.Sync(); err != nil {
+		return fmt.Errorf("storefs: Commit %q: %w", name, err)
+	}
+	return nil
+}
+
+// commit is Commit's rename, without the syncfs.
+func (st *Staging) commit(name string) error {
 	if st.state != stateSealed {
 		return fmt.Errorf("storefs: Commit: %w", ErrState)
 	}
@@ -402,10 +413,23 @@ func (st *Staging) Commit(name string) error {
 		return fmt.Errorf("storefs: Commit %q: %w", name, err)
 	}
 	st.state = stateCommitted
-	if err := unix.Syncfs(st.s.storeFd); err != nil {
-		return fmt.Errorf("storefs: Commit %q: syncfs: %w", name, err)
+	return nil
+}
+
+// Sync makes everything renamed into the store so far durable (syncfs). A
+// caller that commits several trees with CommitNoSync calls it once after them.
+func (s *Store) Sync() error {
+	if err := unix.Syncfs(s.storeFd); err != nil {
+		return fmt.Errorf("syncfs: %w", err)
 	}
 	return nil
+}
+
+// CommitNoSync is Commit without the syncfs: the tree is in the store but not
+// yet durable. The caller must call Store.Sync before it registers the path
+// as valid (DESIGN.md, sealing step 5); several commits may share one Sync.
+func (st *Staging) CommitNoSync(name string) error {
+	return st.commit(name)
 }
 
 // Discard removes the staging directory and everything in it (the writer may
