@@ -17,7 +17,7 @@ import (
 // the newest one.
 type snapshot struct {
 	set     *conf.Settings
-	keys    []narinfo.PublicKey // trusted-public-keys, parsed
+	keys    []narinfo.PublicKey // trusted-public-keys, parsed, and the signers' public halves (as Nix)
 	signers []narinfo.SecretKey // secret-key-files, read and checked (sign.go)
 }
 
@@ -30,6 +30,9 @@ func newSnapshot(set *conf.Settings, log *slog.Logger) *snapshot {
 			continue
 		}
 		s.keys = append(s.keys, pk)
+	}
+	for _, k := range s.signers {
+		s.keys = append(s.keys, k.Public())
 	}
 	return s
 }

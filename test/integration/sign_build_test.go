@@ -19,7 +19,8 @@ const signedExpr = `{ n }: derivation { name = "signed-${n}"; system = "x86_64-l
 // verify` accepts it; so does one imported unsigned and then confirmed by
 // --check. After a reload naming a key file others may read (and
 // one that does not exist), and after one without the setting, new outputs
-// are unsigned; the refusal is logged without the key.
+// are unsigned; the refusal is logged without the key. The public half of
+// the key is trusted for imports, as by nix-daemon.
 func TestSignBuilds(t *testing.T) {
 	s, in := newBuildStore(t, buildConf)
 	if err := os.WriteFile(filepath.Join(in, "signed.nix"), []byte(signedExpr), 0o644); err != nil {
@@ -83,8 +84,25 @@ func TestSignBuilds(t *testing.T) {
 		out["check"] = strings.TrimSpace(r.Stdout) + lastError(r.Stderr)
 		r = nix("path-info", "--sigs", p)
 		out["sigs checked"] = strings.TrimSpace(r.Stdout) + lastError(r.Stderr)
+		// The public half of a secret-key-files key is trusted, as Nix
+		// does: alice (untrusted, require-sigs) copies the path back in
+		// from a cache with only that key's signature.
+		cache := filepath.Join(s.Root, "home", "sign-cache")
+		os.MkdirAll(cache, 0o755)
+		os.Chown(cache, lookupUID(t, testenv.Alice), -1)
+		r = nix("copy", "--to", "file://"+cache, p)
+		out["copy to cache"] = lastError(r.Stderr)
+		s.Run(t, testenv.Bob, nil, "nix-store", "--delete", p)
+		r = nix("copy", "--from", "file://"+cache, p)
+		out["copy from cache"] = "ok"
+		if r.Err != nil {
+			out["copy from cache"] = "error: " + lastError(r.Stderr)
+		}
 		return out
 	}, func(want map[string]string) {
+		if want["copy from cache"] != "ok" {
+			t.Fatalf("nix-daemon refused a path signed by its own secret-key-files key: %q (copy to cache: %q)", want["copy from cache"], want["copy to cache"])
+		}
 		if !strings.Contains(want["sigs"], " privnix-test-1:") || want["verify"] != "ok" {
 			t.Fatalf("nix-daemon did not sign: %q, verify %q", want["sigs"], want["verify"])
 		}
