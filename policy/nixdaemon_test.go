@@ -1,7 +1,6 @@
 package policy
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
@@ -10,31 +9,18 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"privnix/internal/syncbuf"
 	"privnix/internal/testenv"
 	"privnix/internal/userdb"
 	"privnix/nix/conf"
 )
 
-// syncBuffer collects a daemon's stderr while it runs.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
-
 // nixDaemon runs Nix 2.8's nix-daemon as root on a private store with the
 // given nix.conf and returns the store's directory and the daemon's log.
-func nixDaemon(t *testing.T, confText string) (string, *syncBuffer) {
+func nixDaemon(t *testing.T, confText string) (string, *syncbuf.Buffer) {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "privnix-policy-")
 	if err != nil {
@@ -52,7 +38,7 @@ func nixDaemon(t *testing.T, confText string) (string, *syncBuffer) {
 	if err := os.WriteFile(filepath.Join(dir, "etc", "nix.conf"), []byte(confText), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	log := &syncBuffer{}
+	log := &syncbuf.Buffer{}
 	cmd := exec.Command("nix-daemon")
 	cmd.Env = append(nixEnv(dir), "NIX_DAEMON_SOCKET_PATH="+filepath.Join(dir, "sock"))
 	cmd.Stdout, cmd.Stderr = log, log
@@ -83,7 +69,7 @@ var (
 
 // nixVerdict connects to the daemon as user and reads the daemon's verdict
 // from its log: accepted (and whether trusted), or the refusal message.
-func nixVerdict(t *testing.T, dir string, log *syncBuffer, user string) (allowed, trusted bool, refusal string) {
+func nixVerdict(t *testing.T, dir string, log *syncbuf.Buffer, user string) (allowed, trusted bool, refusal string) {
 	t.Helper()
 	before := len(log.String())
 	cmd := exec.Command("runuser", "-u", user, "--", "env", "-i")

@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"privnix/internal/syncbuf"
 )
 
 // The test host's users and groups, created by scripts/setup-test-host.sh.
@@ -187,7 +189,7 @@ func (s *Store) Env() []string {
 // Daemon is a running privnixd (or nix-daemon) on a Store.
 type Daemon struct {
 	Cmd    *exec.Cmd
-	Log    *syncBuffer
+	Log    *syncbuf.Buffer
 	cancel context.CancelFunc
 	exited chan struct{}
 }
@@ -220,7 +222,7 @@ func start(t testing.TB, s *Store, path string, args []string) *Daemon {
 	ctx, cancel := context.WithCancel(context.Background())
 	cmd := exec.CommandContext(ctx, path, args...)
 	cmd.Env = append([]string{"PATH=/usr/local/bin:/usr/bin:/bin"}, s.Env()...)
-	log := &syncBuffer{}
+	log := &syncbuf.Buffer{}
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	cmd.WaitDelay = 10 * time.Second
@@ -300,7 +302,7 @@ func (s *Store) RunEnv(t testing.TB, userName string, env []string, stdin []byte
 // its output can be read while it runs.
 type Client struct {
 	Cmd            *exec.Cmd
-	Stdout, Stderr *syncBuffer
+	Stdout, Stderr *syncbuf.Buffer
 	done           chan struct{}
 	err            error
 }
@@ -314,7 +316,7 @@ func (s *Store) Start(t testing.TB, userName string, name string, args ...string
 	cmd.Env = append([]string{"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=" + home, "NIX_REMOTE=daemon", "USER=" + userName}, s.Env()...)
 	cmd.Dir = home
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
-	c := &Client{Cmd: cmd, Stdout: &syncBuffer{}, Stderr: &syncBuffer{}, done: make(chan struct{})}
+	c := &Client{Cmd: cmd, Stdout: &syncbuf.Buffer{}, Stderr: &syncbuf.Buffer{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = c.Stdout, c.Stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("starting %s: %v", name, err)
@@ -358,24 +360,6 @@ func credential(t testing.TB, name, root string) (*syscall.Credential, string) {
 		t.Fatal(err)
 	}
 	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: groups}, home
-}
-
-// syncBuffer is a bytes.Buffer safe for a process's stdout and stderr.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
 
 // BuildUsersLock is the host-wide lock every test takes while anything runs

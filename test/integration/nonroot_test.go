@@ -5,11 +5,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"privnix/internal/syncbuf"
 	"privnix/internal/testenv"
 )
 
@@ -57,7 +57,7 @@ func TestUnprivilegedDaemon(t *testing.T) {
 // startAsAlice gives s to alice and starts a daemon (privnixd or
 // nix-daemon) as alice, without supplementary groups, on it; it returns
 // once the socket is there. The daemon is stopped at the end of the test.
-func startAsAlice(t *testing.T, s *testenv.Store, path string, args ...string) (*exec.Cmd, *syncLog) {
+func startAsAlice(t *testing.T, s *testenv.Store, path string, args ...string) (*exec.Cmd, *syncbuf.Buffer) {
 	t.Helper()
 	uid := lookupUID(t, testenv.Alice)
 	gid := lookupGID(t, testenv.Alice)
@@ -65,7 +65,7 @@ func startAsAlice(t *testing.T, s *testenv.Store, path string, args ...string) (
 	cmd := exec.Command(path, args...)
 	cmd.Env = append([]string{"PATH=/usr/local/bin:/usr/bin:/bin"}, s.Env()...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: []uint32{}}}
-	log := &syncLog{}
+	log := &syncbuf.Buffer{}
 	cmd.Stdout, cmd.Stderr = log, log
 	os.Remove(s.SocketPath)
 	if err := cmd.Start(); err != nil {
@@ -82,22 +82,4 @@ func startAsAlice(t *testing.T, s *testenv.Store, path string, args ...string) (
 		time.Sleep(20 * time.Millisecond)
 	}
 	return cmd, log
-}
-
-// syncLog collects a daemon's output.
-type syncLog struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *syncLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *syncLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

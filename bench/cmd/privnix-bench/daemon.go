@@ -11,9 +11,10 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
+
+	"privnix/internal/syncbuf"
 )
 
 // The test host's users, created by scripts/setup-test-host.sh.
@@ -177,7 +178,7 @@ func lookupCred(name string) (*syscall.Credential, error) {
 type Daemon struct {
 	Name  string
 	cmd   *exec.Cmd
-	log   *syncBuffer
+	log   *syncbuf.Buffer
 	cg    *cgroup // nil when no cgroup2 is available
 	done  chan struct{}
 	store *Store
@@ -193,7 +194,7 @@ func startDaemon(name, path string, args []string, s *Store, cgRoot string) (*Da
 		// For experiments, e.g. BENCH_PRIVNIXD_ENV="GOMAXPROCS=1 GOGC=200".
 		cmd.Env = append(cmd.Env, strings.Fields(os.Getenv("BENCH_PRIVNIXD_ENV"))...)
 	}
-	log := &syncBuffer{}
+	log := &syncbuf.Buffer{}
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	d := &Daemon{Name: name, cmd: cmd, log: log, done: make(chan struct{}), store: s}
@@ -460,22 +461,4 @@ func (c *cgroup) remove() {
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for a process's stdout and stderr.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }

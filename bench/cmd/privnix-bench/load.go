@@ -16,6 +16,7 @@ import (
 
 	"privnix/frontend/wire"
 	"privnix/internal/nixclient"
+	"privnix/internal/syncbuf"
 )
 
 // LoadSpec is one run of the load generator.
@@ -60,7 +61,7 @@ func runLoad(ctx context.Context, self string, s *Store, path string, l LoadSpec
 	cmd.Env = []string{"PATH=/usr/bin:/bin", "HOME=" + s.Home}
 	cmd.Dir = s.Home
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: s.cred}
-	var errb syncBuffer
+	var errb syncbuf.Buffer
 	cmd.Stderr = &errb
 	out, err := cmd.Output()
 	if err != nil {
