@@ -3,6 +3,7 @@ package integration
 import (
 	"maps"
 	"slices"
+	"strings"
 	"testing"
 
 	"privnix/internal/testenv"
@@ -34,4 +35,19 @@ func againstNixDaemon(t *testing.T, s *testenv.Store, in string, sc scenario, ch
 		}
 	}
 	return want, d
+}
+
+// stepRunner returns a scenario's step: it runs a command as user, fails the
+// test if the command fails, and records its trimmed stdout as the step's
+// answer in out.
+func stepRunner(t *testing.T, s *testenv.Store, out map[string]string) func(step, user string, args ...string) string {
+	return func(step, user string, args ...string) string {
+		t.Helper()
+		r := s.Run(t, user, nil, args[0], args[1:]...)
+		if r.Err != nil {
+			t.Fatalf("%s: %s %v: %v\nstderr: %s", step, args[0], args[1:], r.Err, r.Stderr)
+		}
+		out[step] = strings.TrimSpace(r.Stdout)
+		return out[step]
+	}
 }

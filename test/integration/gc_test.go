@@ -509,15 +509,7 @@ func (c *rawClient) collectBytes(action uint64, paths []string, maxFreed uint64)
 func runtimeScenario(t *testing.T, s *testenv.Store, in string) map[string]string {
 	t.Helper()
 	out := map[string]string{}
-	run := func(step, user string, args ...string) string {
-		t.Helper()
-		r := s.Run(t, user, nil, args[0], args[1:]...)
-		if r.Err != nil {
-			t.Fatalf("%s: %s %v: %v\nstderr: %s", step, args[0], args[1:], r.Err, r.Stderr)
-		}
-		out[step] = strings.TrimSpace(r.Stdout)
-		return out[step]
-	}
+	run := stepRunner(t, s, out)
 	a, b := testenv.Alice, testenv.Bob
 	held := run("add held", a, "nix-store", "--add", filepath.Join(in, "d.txt"))
 	waitDead(t, s, run("add free", a, "nix-store", "--add", filepath.Join(in, "e.txt")))
@@ -578,15 +570,7 @@ func TestGCRuntimeRootsMatchNixDaemon(t *testing.T) {
 func buildRootScenario(t *testing.T, s *testenv.Store, in string) map[string]string {
 	t.Helper()
 	out := map[string]string{}
-	run := func(step, user string, args ...string) string {
-		t.Helper()
-		r := s.Run(t, user, nil, args[0], args[1:]...)
-		if r.Err != nil {
-			t.Fatalf("%s: %s %v: %v\nstderr: %s", step, args[0], args[1:], r.Err, r.Stderr)
-		}
-		out[step] = strings.TrimSpace(r.Stdout)
-		return out[step]
-	}
+	run := stepRunner(t, s, out)
 	a, b := testenv.Alice, testenv.Bob
 	_, home := testenvHome(s, a)
 	run("build", a, "nix-build", filepath.Join(in, "chain.nix"))

@@ -58,14 +58,7 @@ derivation { name = "privnix-test"; system = "x86_64-linux"; builder = "/bin/sh"
 func storeScenario(t *testing.T, s *testenv.Store, in string) map[string]string {
 	t.Helper()
 	out := map[string]string{}
-	run := func(step, user string, args ...string) string {
-		r := s.Run(t, user, nil, args[0], args[1:]...)
-		if r.Err != nil {
-			t.Fatalf("%s: %s %v: %v\nstderr: %s", step, args[0], args[1:], r.Err, r.Stderr)
-		}
-		out[step] = strings.TrimSpace(r.Stdout)
-		return out[step]
-	}
+	run := stepRunner(t, s, out)
 	a := testenv.Alice
 	file := run("add file", a, "nix-store", "--add", filepath.Join(in, "hello.txt"))
 	tree := run("add tree", a, "nix-store", "--add", filepath.Join(in, "tree"))
