@@ -199,6 +199,9 @@ func (r *buildRequest) target(p storepath.Path, t msg.BuildTarget) msg.BuildResu
 		if err := m.store.with(func(db *storedb.DB) (e error) { valid, e = db.IsValid(p); return }); err != nil {
 			return msg.BuildResult{Status: statusMiscFailure, ErrorMsg: "checking validity failed in privnixd"}
 		}
+		if valid && r.mode == msg.BuildModeRepair {
+			return r.repairPath(p)
+		}
 		if valid {
 			return msg.BuildResult{Status: statusAlreadyValid}
 		}

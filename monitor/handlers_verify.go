@@ -25,10 +25,11 @@ import (
 //     hash to its registered NarHash.
 //
 // The NAR is dumped by dumpfs (openat2 beneath the store, no symlink
-// followed) from root-owned, sealed trees, as the sealer does. Repair can
-// only drop what vanished: privnixd cannot substitute or rebuild a modified
-// path in place yet, so it says "cannot repair path", as nix-daemon does
-// when it has no substituter or deriver for the path.
+// followed) from root-owned, sealed trees, as the sealer does. Repair
+// (trusted users) fetches a modified or vanished path again from one of the
+// connection's substituters (subst.repair); without one it says "cannot
+// repair path", as nix-daemon does when it has no substituter or deriver
+// for the path (privnixd does not rebuild it from its deriver yet).
 func handleVerifyStore(s *session, req msg.Message, _ []*os.File) (reply, error) {
 	v := req.(*msg.VerifyStore)
 	if v.Repair && !s.trusted {
@@ -42,6 +43,11 @@ func handleVerifyStore(s *session, req msg.Message, _ []*os.File) (reply, error)
 	}
 	defer unix.Close(sfd)
 	vr := &verifier{m: s.m, storeFd: sfd, repair: v.Repair, done: map[storepath.Path]bool{}, present: map[storepath.Path]bool{}}
+	if v.Repair {
+		vr.sub = s.newSubst(s.settings())
+		vr.sub.info = func(p storepath.Path, text string) { vr.line(msg.FoundSubstituting, p, text) }
+		defer vr.sub.close()
+	}
 	err = vr.existence()
 	if err == nil && v.CheckContents {
 		err = vr.links()
@@ -60,6 +66,7 @@ type verifier struct {
 	m       *Monitor
 	storeFd int // O_PATH
 	repair  bool
+	sub     *subst                  // repair: the connection's substituters
 	names   map[string]bool         // the store directory's entries
 	done    map[storepath.Path]bool // checked for existence
 	present map[storepath.Path]bool // valid and in the store
@@ -69,6 +76,11 @@ type verifier struct {
 
 func (vr *verifier) add(what uint64, p storepath.Path) {
 	vr.found = append(vr.found, msg.Finding{What: what, Path: msg.StorePath(vr.m.store.dir.String(p))})
+}
+
+// line is a line the client is shown about p (text).
+func (vr *verifier) line(what uint64, p storepath.Path, text string) {
+	vr.found = append(vr.found, msg.Finding{What: what, Path: msg.StorePath(vr.m.store.dir.String(p)), Got: text})
 }
 
 // existence is step 1.
@@ -132,9 +144,14 @@ func (vr *verifier) exists(p storepath.Path) error {
 		}
 	}
 	vr.add(msg.FoundVanishedReferred, p)
-	vr.errors = true
-	if vr.repair {
-		vr.add(msg.FoundCannotRepair, p)
+	info, ok, err := gcDB{vr.m.store}.PathInfo(p)
+	if vr.repair && err == nil && ok {
+		vr.repairPath(p, info.NarHash)
+	} else {
+		vr.errors = true
+		if vr.repair {
+			vr.add(msg.FoundCannotRepair, p)
+		}
 	}
 	return nil
 }
@@ -193,12 +210,26 @@ func (vr *verifier) contents() error {
 		}
 		vr.found = append(vr.found, msg.Finding{What: msg.FoundModified, Path: msg.StorePath(vr.m.store.dir.String(p)),
 			Expected: info.NarHash.String(), Got: got.String()})
-		vr.errors = true
 		if vr.repair {
-			vr.add(msg.FoundCannotRepair, p)
+			vr.repairPath(p, info.NarHash)
+		} else {
+			vr.errors = true
 		}
 	}
 	return nil
+}
+
+// repairPath fetches p again from a substituter (subst.repair); without
+// one, or if that fails, p cannot be repaired.
+func (vr *verifier) repairPath(p storepath.Path, registered nixhash.Hash) {
+	err := vr.sub.repair(p, registered, func(text string) {
+		vr.line(msg.FoundWarning, p, text)
+	})
+	if err != nil {
+		vr.m.log.Info("repair by substitution failed", "path", vr.m.store.dir.String(p), "err", err)
+		vr.add(msg.FoundCannotRepair, p)
+		vr.errors = true
+	}
 }
 
 // dirNames lists the entries of the directory dirfd (an O_PATH fd will do).

@@ -263,6 +263,8 @@ type offer struct {
 	cache int
 	ni    *msg.NarInfo
 	refs  []storepath.Path // without the path itself
+	// repair: p is valid but its store copy is bad; the download replaces it
+	repair bool
 }
 
 // find returns the first cache's usable offer for p, or nil. Lookup
@@ -505,7 +507,7 @@ func (x *subst) substituteOne(o *offer, warn func(string), refsDone func() error
 func (x *subst) download(p storepath.Path, o *offer, refsDone func() error, queued func()) error {
 	s, m := x.s, x.s.m
 	ni := o.ni
-	up := &upload{claimed: p, req: msg.BeginUpload{Mode: msg.UploadNar, Format: msg.FormatNAR,
+	up := &upload{claimed: p, req: msg.BeginUpload{Mode: msg.UploadNar, Format: msg.FormatNAR, Repair: o.repair,
 		Size: ni.NarSize, Info: msg.PathInfo{Path: ni.StorePath, Deriver: ni.Deriver, NarHash: ni.NarHash,
 			References: ni.References, NarSize: ni.NarSize, Sigs: ni.Sigs, CA: ni.CA}}}
 	pr, pw, err := os.Pipe()
@@ -532,7 +534,7 @@ func (x *subst) download(p storepath.Path, o *offer, refsDone func() error, queu
 		FileSize: ni.FileSize, NarSize: ni.NarSize}, pw)
 	pw.Close()
 	staged, werr := awaitStaged(up.worker)
-	up.live = ferr == nil && werr == nil && m.root && keepWorker(msg.FormatNAR, staged)
+	up.live = ferr == nil && werr == nil && m.root && !o.repair && keepWorker(msg.FormatNAR, staged)
 	if !up.live {
 		up.worker.kill() // before its tree is touched: no process of its uid is left
 	}
@@ -549,7 +551,26 @@ func (x *subst) download(p storepath.Path, o *offer, refsDone func() error, queu
 	if err := refsDone(); err != nil {
 		return err
 	}
+	if o.repair { // swapped in under the path's lock (register: replaceValid)
+		return replyError(s.register(up, info))
+	}
 	return x.reg.register(up, info, queued)
+}
+
+// repair fetches a valid path whose store copy is modified or missing
+// again (Nix's repairPath by substitution): the first cache's usable offer,
+// only if its NAR hash is the registered one, downloaded and sealed as any
+// substitution and put in place of the bad copy.
+func (x *subst) repair(p storepath.Path, registered nixhash.Hash, warn func(string)) error {
+	o := x.find(p, warn)
+	if o == nil {
+		return &substError{none: true, msg: fmt.Sprintf("path '%s' is required, but there is no substituter that can build it", x.s.m.store.dir.String(p))}
+	}
+	if h, err := nixhash.Parse(o.ni.NarHash); err != nil || !h.Equal(registered) {
+		return &substError{none: true, msg: fmt.Sprintf("the substitute for '%s' from '%s' has another NAR hash than the registered one", x.s.m.store.dir.String(p), x.urls[o.cache])}
+	}
+	o.repair = true
+	return x.substituteOne(o, warn, func() error { return nil }, func() {})
 }
 
 // handOver gives the job to a kept storeproc of the request (or, if none is

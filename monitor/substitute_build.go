@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"privnix/ipc/msg"
+	"privnix/monitor/storedb"
 	"privnix/nix/storepath"
 )
 
@@ -24,7 +25,22 @@ func (r *buildRequest) substitutePath(p storepath.Path) msg.BuildResult {
 		return msg.BuildResult{Status: statusNoSubstituters,
 			ErrorMsg: fmt.Sprintf("path '%s' is required, but there is no substituter that can build it", r.s.m.store.dir.String(p))}
 	}
-	err := r.sub.ensure(p, r.warner(p))
+	return substResult(r.sub.ensure(p, r.warner(p)))
+}
+
+// repairPath fetches a valid opaque target again (nix-store -r --repair), as
+// Nix's substitution goal in repair mode does (subst.repair).
+func (r *buildRequest) repairPath(p storepath.Path) msg.BuildResult {
+	var info storedb.PathInfo
+	var valid bool
+	if err := r.s.m.store.with(func(db *storedb.DB) (e error) { info, valid, e = db.PathInfo(p); return }); err != nil || !valid {
+		return msg.BuildResult{Status: statusMiscFailure, ErrorMsg: "checking validity failed in privnixd"}
+	}
+	return substResult(r.sub.repair(p, info.NarHash, r.warner(p)))
+}
+
+// substResult is a substituted target's result.
+func substResult(err error) msg.BuildResult {
 	if err == nil {
 		return msg.BuildResult{Status: statusSubstituted}
 	}

@@ -53,6 +53,10 @@ func (b *backend) VerifyStore(ctx context.Context, checkContents, repair bool) (
 		case msg.FoundCannotRepair:
 			enter(2)
 			log.Log(wire.LvlError, fmt.Sprintf("\x1b[31;1merror:\x1b[0m cannot repair path '%s'", f.Path))
+		case msg.FoundSubstituting:
+			log.Log(wire.LvlInfo, f.Got)
+		case msg.FoundWarning:
+			log.Warn(f.Got)
 		case msg.FoundUnreadable:
 			enter(2)
 			log.Log(wire.LvlError, fmt.Sprintf("\x1b[31;1merror:\x1b[0m reading '%s': %s", f.Path, f.Got))

@@ -47,7 +47,9 @@ const (
 	FoundLinkModified     uint64 = 5 // <store>/.links/Link hashes to Got (bare nix32), not its name
 	FoundLinkRemoved      uint64 = 6 // that link was removed (repair)
 	FoundUnreadable       uint64 = 7 // Path could not be read (Got: why)
-	maxFinding                   = FoundUnreadable
+	FoundSubstituting     uint64 = 8 // repair: Path is fetched again (Got: the "copying path" line)
+	FoundWarning          uint64 = 9 // repair: a substituter's warning about Path (Got: its text)
+	maxFinding                   = FoundWarning
 )
 
 // Finding is one fact VerifyStore found, in the order Nix prints them.

@@ -1,0 +1,63 @@
+package integration
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"privnix/internal/testenv"
+)
+
+// Repair by substitution, as nix-daemon 2.8 does for trusted users: a valid
+// path whose store copy was modified is fetched again from a signed cache
+// the connection names (nix-store --verify --check-contents --repair, and
+// nix-store -r --repair of the path itself); untrusted users are refused.
+func TestRepairBySubstitutionMatchesNixDaemon(t *testing.T) {
+	e := newSubstEnv(t, "")
+	dir, out := e.makeCache(t, "r", "secret-key="+e.secret)
+	url := "file://" + dir
+	os.Chmod(filepath.Dir(dir), 0o755) // the fetcher reads the cache as its own uid
+	sc := func(t *testing.T, s *testenv.Store, _ string) map[string]string {
+		t.Helper()
+		res := map[string]string{}
+		step := func(name, user string, args ...string) {
+			t.Helper()
+			r := s.Run(t, user, nil, "nix-store", args...)
+			res[name] = fmt.Sprintf("failed=%v\n%s", r.Err != nil, verifyLines(r.Stderr))
+		}
+		contents := func(name string) {
+			b, err := os.ReadFile(out)
+			res[name] = fmt.Sprintf("%q %v", b, err)
+		}
+		if r := s.Run(t, testenv.Bob, nil, "nix-store", "-r", out, "--option", "substituters", url); r.Err != nil {
+			t.Fatalf("substituting %s: %v\n%s", out, r.Err, r.Stderr)
+		}
+		contents("contents before")
+		tamper(t, out, "corrupted\n")
+		step("repair untrusted", testenv.Alice, "--verify", "--check-contents", "--repair", "--option", "substituters", url)
+		step("repair no substituter", testenv.Bob, "--verify", "--check-contents", "--repair")
+		step("repair", testenv.Bob, "--verify", "--check-contents", "--repair", "--option", "substituters", url)
+		contents("contents after verify")
+		step("check after verify", testenv.Alice, "--verify", "--check-contents")
+		tamper(t, out, "corrupted again\n")
+		step("realise repair untrusted", testenv.Alice, "-r", "--repair", out, "--option", "substituters", url)
+		step("realise repair", testenv.Bob, "-r", "--repair", out, "--option", "substituters", url)
+		contents("contents after realise")
+		step("check after realise", testenv.Alice, "--verify", "--check-contents")
+		return res
+	}
+	_, d := againstNixDaemon(t, e.s, "", sc, func(want map[string]string) {
+		for step, w := range map[string]string{"repair": "copying path", "repair no substituter": "cannot repair path",
+			"check after verify": "failed=false", "repair untrusted": "not privileged"} {
+			if !strings.Contains(want[step], w) {
+				t.Fatalf("nix-daemon's %s has no %q:\n%s", step, w, want[step])
+			}
+		}
+		if want["contents after verify"] != want["contents before"] || want["contents after realise"] != want["contents before"] {
+			t.Fatalf("nix-daemon did not restore %s: %v", out, want)
+		}
+	})
+	defer d.Stop(t)
+}
