@@ -16,9 +16,12 @@ import (
 // nix-store -r --repair of the path itself); untrusted users are refused.
 func TestRepairBySubstitutionMatchesNixDaemon(t *testing.T) {
 	e := newSubstEnv(t, "")
+	unsigned, _ := e.makeCache(t, "r", "")
 	dir, out := e.makeCache(t, "r", "secret-key="+e.secret)
 	url := "file://" + dir
-	os.Chmod(filepath.Dir(dir), 0o755) // the fetcher reads the cache as its own uid
+	for _, d := range []string{dir, unsigned} {
+		os.Chmod(filepath.Dir(d), 0o755) // the fetcher reads the cache as its own uid
+	}
 	sc := func(t *testing.T, s *testenv.Store, _ string) map[string]string {
 		t.Helper()
 		res := map[string]string{}
@@ -38,6 +41,7 @@ func TestRepairBySubstitutionMatchesNixDaemon(t *testing.T) {
 		tamper(t, out, "corrupted\n")
 		step("repair untrusted", testenv.Alice, "--verify", "--check-contents", "--repair", "--option", "substituters", url)
 		step("repair no substituter", testenv.Bob, "--verify", "--check-contents", "--repair")
+		step("repair unsigned", testenv.Bob, "--verify", "--check-contents", "--repair", "--option", "substituters", "file://"+unsigned)
 		step("repair", testenv.Bob, "--verify", "--check-contents", "--repair", "--option", "substituters", url)
 		contents("contents after verify")
 		step("check after verify", testenv.Alice, "--verify", "--check-contents")
@@ -50,6 +54,7 @@ func TestRepairBySubstitutionMatchesNixDaemon(t *testing.T) {
 	}
 	_, d := againstNixDaemon(t, e.s, "", sc, func(want map[string]string) {
 		for step, w := range map[string]string{"repair": "copying path", "repair no substituter": "cannot repair path",
+			"repair unsigned": "cannot repair path",
 			"check after verify": "failed=false", "repair untrusted": "not privileged"} {
 			if !strings.Contains(want[step], w) {
 				t.Fatalf("nix-daemon's %s has no %q:\n%s", step, w, want[step])
