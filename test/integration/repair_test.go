@@ -54,7 +54,7 @@ func TestRepairBySubstitutionMatchesNixDaemon(t *testing.T) {
 	}
 	_, d := againstNixDaemon(t, e.s, "", sc, func(want map[string]string) {
 		for step, w := range map[string]string{"repair": "copying path", "repair no substituter": "cannot repair path",
-			"repair unsigned": "cannot repair path",
+			"repair unsigned":    "cannot repair path",
 			"check after verify": "failed=false", "repair untrusted": "not privileged"} {
 			if !strings.Contains(want[step], w) {
 				t.Fatalf("nix-daemon's %s has no %q:\n%s", step, w, want[step])
