@@ -50,11 +50,20 @@ func TestRepairBySubstitutionMatchesNixDaemon(t *testing.T) {
 		step("realise repair", testenv.Bob, "-r", "--repair", out, "--option", "substituters", url)
 		contents("contents after realise")
 		step("check after realise", testenv.Alice, "--verify", "--check-contents")
+		// A vanished path with a valid referrer is fetched again too.
+		top, _ := os.ReadFile(out)
+		dep := strings.TrimSpace(string(top))
+		removeStorePath(t, dep)
+		step("repair vanished", testenv.Bob, "--verify", "--repair", "--option", "substituters", url)
+		b, err := os.ReadFile(filepath.Join(dep, "file"))
+		res["vanished contents"] = fmt.Sprintf("%q %v", b, err)
+		step("check after vanished", testenv.Alice, "--verify", "--check-contents")
 		return res
 	}
 	_, d := againstNixDaemon(t, e.s, "", sc, func(want map[string]string) {
 		for step, w := range map[string]string{"repair": "copying path", "repair no substituter": "cannot repair path",
-			"repair unsigned":    "cannot repair path",
+			"repair unsigned": "cannot repair path",
+			"repair vanished": "copying path", "vanished contents": `"dep\n" <nil>`,
 			"check after verify": "failed=false", "repair untrusted": "not privileged"} {
 			if !strings.Contains(want[step], w) {
 				t.Fatalf("nix-daemon's %s has no %q:\n%s", step, w, want[step])
