@@ -164,7 +164,7 @@ func handleBuild(s *session, req msg.Message, _ []*os.File) (reply, error) {
 	r := newBuildRequest(s, b.Mode)
 	defer r.abandon()
 	r.sub = s.newSubst(r.set)
-	r.sub.info = func(p storepath.Path, text string) { r.event(msg.EventInfo, p, text) }
+	r.sub.event = r.event
 	r.sub.ctx = r.ctx
 	defer r.sub.close()
 	results := make(msg.BuildResultList, len(b.Targets))

@@ -121,8 +121,9 @@ type subst struct {
 	fetchers *fetcherPool
 	spares   *workerSpares // kept storeprocs (small NARs)
 	reg      *registrar    // registers sealed downloads in batches
-	// info, if set, shows the client a line (Nix's "copying path" activity text).
-	info func(p storepath.Path, text string)
+	// event, if set, tells the client a download starts (msg.EventSubstStart,
+	// text = the cache's URL) and ends (msg.EventSubstStop).
+	event func(typ uint64, p storepath.Path, text string)
 	// ctx, if set, ends the request: no download starts after it is done.
 	ctx     context.Context
 	work    sync.Mutex // one closure at a time: plans see every earlier result
@@ -482,8 +483,9 @@ func (x *subst) run(plan []*offer, warn func(string)) {
 func (x *subst) substituteOne(o *offer, warn func(string), refsDone func() error, queued func()) error {
 	shown := x.s.m.store.dir.String(o.path)
 	x.s.log.Info("substituting", "path", shown, "from", x.urls[o.cache])
-	if x.info != nil {
-		x.info(o.path, fmt.Sprintf("copying path '%s' from '%s'...", shown, strings.TrimSuffix(x.urls[o.cache], "/")))
+	if x.event != nil {
+		x.event(msg.EventSubstStart, o.path, strings.TrimSuffix(x.urls[o.cache], "/"))
+		defer x.event(msg.EventSubstStop, o.path, "")
 	}
 	err := x.download(o.path, o, refsDone, queued)
 	if err == nil {

@@ -23,6 +23,8 @@ const (
 	actBuild        = 105
 	actBuildWaiting = 111
 	resBuildLogLine = 101
+	actCopyPath     = 100
+	actSubstitute   = 108
 )
 
 // QueryDerivationOutputMap asks the monitor, which verifies the derivation
@@ -163,7 +165,12 @@ func (b *backend) build(ctx context.Context, req msg.Message) (*msg.BuildResults
 	log := frontend.LoggerFrom(ctx)
 	acts := map[msg.StorePath]uint64{}
 	waits := map[msg.StorePath]uint64{}
+	substs := map[msg.StorePath][2]uint64{} // Substitute, CopyPath
 	defer func() {
+		for _, ids := range substs {
+			log.StopActivity(ids[1])
+			log.StopActivity(ids[0])
+		}
 		for _, id := range acts {
 			log.StopActivity(id)
 		}
@@ -205,6 +212,14 @@ func (b *backend) build(ctx context.Context, req msg.Message) (*msg.BuildResults
 				if id, ok := acts[a.Drv]; ok {
 					log.StopActivity(id)
 					delete(acts, a.Drv)
+				}
+			case msg.EventSubstStart:
+				substs[a.Drv] = startSubstitution(log, string(a.Drv), a.Text)
+			case msg.EventSubstStop:
+				if ids, ok := substs[a.Drv]; ok {
+					log.StopActivity(ids[1])
+					log.StopActivity(ids[0])
+					delete(substs, a.Drv)
 				}
 			case msg.EventWarn:
 				log.Warn(a.Text)
@@ -257,4 +272,17 @@ func watchHangup(conn net.Conn, gone func()) (stop func()) {
 		<-done
 		conn.SetReadDeadline(time.Time{})
 	}
+}
+
+// startSubstitution starts what nix-daemon 2.8 shows for one path it
+// substitutes: a Substitute activity (level 0, no text, fields path and
+// cache URL) and under it a CopyPath activity at level info whose text the
+// client prints ("copying path '…' from '…'"), fields path, cache URL and
+// "local" (the destination store). It returns both ids.
+func startSubstitution(log *frontend.Logger, path, cache string) [2]uint64 {
+	p, c := wire.Field{IsString: true, Str: path}, wire.Field{IsString: true, Str: cache}
+	sub := log.StartActivity(wire.LvlError, actSubstitute, "", []wire.Field{p, c}, 0)
+	cp := log.StartActivity(wire.LvlInfo, actCopyPath, fmt.Sprintf("copying path '%s' from '%s'", path, cache),
+		[]wire.Field{p, c, {IsString: true, Str: "local"}}, sub)
+	return [2]uint64{sub, cp}
 }

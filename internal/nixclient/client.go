@@ -26,6 +26,8 @@ type Client struct {
 	w          *wire.Writer
 	V          wire.Version // negotiated
 	NixVersion string       // what the daemon announced (≥ 1.33)
+	// Record, when set, is given every stderr message the daemon sends.
+	Record func(wire.StderrMsg)
 }
 
 // RemoteError is an error the daemon sent (STDERR_ERROR).
@@ -102,6 +104,9 @@ func (c *Client) stderr() error {
 		if err != nil {
 			return err
 		}
+		if c.Record != nil {
+			c.Record(m)
+		}
 		switch m.Kind {
 		case wire.StderrLast:
 			return nil
@@ -114,9 +119,13 @@ func (c *Client) stderr() error {
 }
 
 // SetOptions sends the options the 2.8 client sends by default.
-func (c *Client) SetOptions() error {
+func (c *Client) SetOptions() error { return c.SetOptionsWith(nil) }
+
+// SetOptionsWith sends the 2.8 client's default options with overrides
+// (setting name → value, as `--option` sends them).
+func (c *Client) SetOptionsWith(overrides []wire.Pair) error {
 	c.w.U64(OpSetOptions)
-	wire.WriteClientOptions(c.w, c.V, wire.ClientOptions{Verbosity: 3, MaxBuildJobs: 1, VerboseBuild: 3, UseSubstitutes: true})
+	wire.WriteClientOptions(c.w, c.V, wire.ClientOptions{Verbosity: 3, MaxBuildJobs: 1, VerboseBuild: 3, UseSubstitutes: true, Overrides: overrides})
 	if err := c.w.Flush(); err != nil {
 		return err
 	}

@@ -108,3 +108,22 @@ func (c *Client) EnsurePath(path string) error {
 	_, err := c.r.U64()
 	return err
 }
+
+// OpBuildPaths is BuildPaths (op 9).
+const OpBuildPaths = 9
+
+// BuildPaths asks the daemon to make the opaque paths valid (build mode
+// normal), as `nix-store -r` does.
+func (c *Client) BuildPaths(paths []string) error {
+	c.w.U64(OpBuildPaths)
+	c.w.Strings(paths)
+	c.w.U64(0)
+	if err := c.w.Flush(); err != nil {
+		return err
+	}
+	if err := c.stderr(); err != nil {
+		return err
+	}
+	_, err := c.r.U64()
+	return err
+}

@@ -270,6 +270,11 @@ const (
 	EventInfo       uint64 = 6 // a line shown to the client at level info (e.g. "checking path '…'")
 	EventWarn       uint64 = 7 // a warning shown to the client (a substituter that failed or is not trusted)
 	EventPlainError uint64 = 8 // a line shown at level error as it is (Nix's printError: no "error:" prefix)
+	// EventSubstStart: the download of the path Drv from the cache whose
+	// URL is Text starts (Nix's Substitute and CopyPath activities, until
+	// Drv's EventSubstStop or the end of the request)
+	EventSubstStart uint64 = 9
+	EventSubstStop  uint64 = 10 // the download of the path Drv ended
 )
 
 // BuildEvent reports progress while a Build runs.
@@ -282,7 +287,7 @@ type BuildEvent struct {
 
 func (BuildEvent) Kind() Kind { return KindBuildEvent }
 func (m BuildEvent) Validate() error {
-	if m.Type < EventStart || m.Type > EventPlainError {
+	if m.Type < EventStart || m.Type > EventSubstStop {
 		return fmt.Errorf("type %d out of range", m.Type)
 	}
 	return firstErr(field("Drv", m.Drv.Validate()), field("Text", MaxLen(m.Text, MaxText)))

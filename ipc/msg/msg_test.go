@@ -82,6 +82,7 @@ var samples = []Message{
 	&DrvOutputs{Names: Strings{"out"}, Paths: StorePaths{testP1}},
 	&Build{Targets: BuildTargets{{Path: testDrv, Built: true, Outputs: Strings{"out"}}, {Path: testP1}}, Mode: BuildModeNormal},
 	&BuildEvent{Type: EventLine, Drv: testDrv, Text: "building"},
+	&BuildEvent{Type: EventSubstStart, Drv: testDrv, Text: "file:///cache"},
 	&BuildDerivation{DrvPath: testDrv, Mode: BuildModeCheck, Drv: Drv{Outputs: DrvOutputList{{Name: "out", Path: string(testP1)}},
 		InputSrcs: DrvStrings{string(testP2)}, Platform: "x86_64-linux", Builder: "/bin/sh", Args: DrvStrings{"-c", "true"},
 		Env: DrvEnvList{{Key: "out", Value: string(testP1)}}}},
