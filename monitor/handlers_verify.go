@@ -3,6 +3,7 @@ package monitor
 import (
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"os"
 
 	"golang.org/x/sys/unix"
@@ -45,7 +46,11 @@ func handleVerifyStore(s *session, req msg.Message, _ []*os.File) (reply, error)
 	vr := &verifier{m: s.m, storeFd: sfd, repair: v.Repair, done: map[storepath.Path]bool{}, present: map[storepath.Path]bool{}}
 	if v.Repair {
 		vr.sub = s.newSubst(s.settings())
-		vr.sub.info = func(p storepath.Path, text string) { vr.line(msg.FoundSubstituting, p, text) }
+		vr.sub.event = func(typ uint64, p storepath.Path, cache string) {
+			if typ == msg.EventSubstStart {
+				vr.line(msg.FoundSubstituting, p, fmt.Sprintf("copying path '%s' from '%s'...", s.m.store.dir.String(p), cache))
+			}
+		}
 		defer vr.sub.close()
 	}
 	err = vr.existence()
