@@ -35,7 +35,9 @@ func (b *backend) VerifyStore(ctx context.Context, checkContents, repair bool) (
 			what = 0 // Nix logs this one as a warning
 			log.Warn(fmt.Sprintf("cannot repair path '%s'", f.Path))
 		}
-		prev = f.What
+		if f.What != msg.FoundWarning && f.What != msg.FoundSubstituting {
+			prev = f.What // a failed repair's warnings come between
+		}
 		switch what {
 		case msg.FoundVanished:
 			log.Log(wire.LvlInfo, fmt.Sprintf("path '%s' disappeared, removing from database...", f.Path))
