@@ -47,34 +47,47 @@ func (b *backend) call(req msg.Message) (msg.Message, []*os.File, error) {
 	return ans, fds, nil
 }
 
-// callPaths sends a QueryPaths and gathers every Paths frame of the answer.
-func (b *backend) callPaths(q *msg.QueryPaths) ([]string, error) {
+// callFrames sends req and hands each answer frame to each until it says
+// no more follow; a monitor Error ends the call.
+func (b *backend) callFrames(req msg.Message, each func(msg.Message) (more bool, err error)) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if err := b.mon.Send(q); err != nil {
-		return nil, fmt.Errorf("asking the monitor: %w", err)
+	if err := b.mon.Send(req); err != nil {
+		return fmt.Errorf("asking the monitor: %w", err)
 	}
-	var out []string
 	for {
 		ans, fds, err := b.mon.Recv()
 		closeAll(fds)
 		if err != nil {
-			return nil, fmt.Errorf("the monitor's answer: %w", err)
+			return fmt.Errorf("the monitor's answer: %w", err)
 		}
-		switch a := ans.(type) {
-		case *msg.Error:
-			return nil, fromMonitorError(a)
-		case *msg.Paths:
-			for _, p := range a.Paths {
-				out = append(out, string(p))
-			}
-			if !a.More {
-				return out, nil
-			}
-		default:
-			return nil, fmt.Errorf("monitor answered QueryPaths with %v", ans.Kind())
+		if e, ok := ans.(*msg.Error); ok {
+			return fromMonitorError(e)
+		}
+		more, err := each(ans)
+		if err != nil || !more {
+			return err
 		}
 	}
+}
+
+// callPaths sends a QueryPaths and gathers every Paths frame of the answer.
+func (b *backend) callPaths(q *msg.QueryPaths) ([]string, error) {
+	var out []string
+	err := b.callFrames(q, func(ans msg.Message) (bool, error) {
+		a, ok := ans.(*msg.Paths)
+		if !ok {
+			return false, fmt.Errorf("monitor answered QueryPaths with %v", ans.Kind())
+		}
+		for _, p := range a.Paths {
+			out = append(out, string(p))
+		}
+		return a.More, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 // errNotValid marks a monitor answer "that path is not valid".

@@ -152,11 +152,6 @@ func (b *backend) BuildDerivation(ctx context.Context, drvPath string, d fronten
 // build sends a Build or BuildDerivation and relays its events until the
 // results come.
 func (b *backend) build(ctx context.Context, req msg.Message) (*msg.BuildResults, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if err := b.mon.Send(req); err != nil {
-		return nil, fmt.Errorf("asking the monitor: %w", err)
-	}
 	defer watchHangup(b.client, func() {
 		// The client is gone: so is this connection. The monitor sees us
 		// end and kills the builds nobody else waits for.
@@ -178,17 +173,12 @@ func (b *backend) build(ctx context.Context, req msg.Message) (*msg.BuildResults
 			log.StopActivity(id)
 		}
 	}()
-	for {
-		ans, fds, err := b.mon.Recv()
-		closeAll(fds)
-		if err != nil {
-			return nil, fmt.Errorf("the monitor's answer: %w", err)
-		}
+	var res *msg.BuildResults
+	err := b.callFrames(req, func(ans msg.Message) (bool, error) {
 		switch a := ans.(type) {
-		case *msg.Error:
-			return nil, fromMonitorError(a)
 		case *msg.BuildResults:
-			return a, nil
+			res = a
+			return false, nil
 		case *msg.BuildEvent:
 			switch a.Type {
 			case msg.EventWaiting:
@@ -227,10 +217,15 @@ func (b *backend) build(ctx context.Context, req msg.Message) (*msg.BuildResults
 				// As Nix's showErrorInfo: later lines indented under the message.
 				log.Log(wire.LvlError, "\x1b[31;1merror:\x1b[0m "+strings.ReplaceAll(a.Text, "\n", "\n       "))
 			}
+			return true, nil
 		default:
-			return nil, fmt.Errorf("monitor answered Build with %v", ans.Kind())
+			return false, fmt.Errorf("monitor answered Build with %v", ans.Kind())
 		}
+	})
+	if err != nil {
+		return nil, err
 	}
+	return res, nil
 }
 
 // watchHangup calls gone if the client closes its end of the connection

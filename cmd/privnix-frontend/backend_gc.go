@@ -84,61 +84,41 @@ func (b *backend) CollectGarbage(ctx context.Context, req frontend.GCRequest) (f
 // collect sends one CollectGarbage and gathers every GCResult frame: the
 // paths, the bytes freed and what .links saves.
 func (b *backend) collect(req *msg.CollectGarbage) ([]string, uint64, int64, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if err := b.mon.Send(req); err != nil {
-		return nil, 0, 0, fmt.Errorf("asking the monitor: %w", err)
-	}
 	var out []string
-	for {
-		ans, fds, err := b.mon.Recv()
-		closeAll(fds)
-		if err != nil {
-			return out, 0, 0, fmt.Errorf("the monitor's answer: %w", err)
+	var last *msg.GCResult
+	err := b.callFrames(req, func(ans msg.Message) (bool, error) {
+		a, ok := ans.(*msg.GCResult)
+		if !ok {
+			return false, fmt.Errorf("monitor answered CollectGarbage with %v", ans.Kind())
 		}
-		switch a := ans.(type) {
-		case *msg.Error:
-			return out, 0, 0, fromMonitorError(a)
-		case *msg.GCResult:
-			for _, p := range a.Paths {
-				out = append(out, string(p))
-			}
-			if !a.More {
-				return out, a.BytesFreed, a.LinksSaved, nil
-			}
-		default:
-			return out, 0, 0, fmt.Errorf("monitor answered CollectGarbage with %v", ans.Kind())
+		for _, p := range a.Paths {
+			out = append(out, string(p))
 		}
+		last = a
+		return a.More, nil
+	})
+	if err != nil {
+		return out, 0, 0, err
 	}
+	return out, last.BytesFreed, last.LinksSaved, nil
 }
 
 // FindRoots asks the monitor for the roots; it censors them for untrusted
 // clients itself.
 func (b *backend) FindRoots(ctx context.Context) ([]frontend.GCRoot, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if err := b.mon.Send(&msg.FindRoots{}); err != nil {
-		return nil, fmt.Errorf("asking the monitor: %w", err)
-	}
 	var out []frontend.GCRoot
-	for {
-		ans, fds, err := b.mon.Recv()
-		closeAll(fds)
-		if err != nil {
-			return nil, fmt.Errorf("the monitor's answer: %w", err)
+	err := b.callFrames(&msg.FindRoots{}, func(ans msg.Message) (bool, error) {
+		a, ok := ans.(*msg.Roots)
+		if !ok {
+			return false, fmt.Errorf("monitor answered FindRoots with %v", ans.Kind())
 		}
-		switch a := ans.(type) {
-		case *msg.Error:
-			return nil, fromMonitorError(a)
-		case *msg.Roots:
-			for _, r := range a.Roots {
-				out = append(out, frontend.GCRoot{Link: r.Link, Path: string(r.Path)})
-			}
-			if !a.More {
-				return out, nil
-			}
-		default:
-			return nil, fmt.Errorf("monitor answered FindRoots with %v", ans.Kind())
+		for _, r := range a.Roots {
+			out = append(out, frontend.GCRoot{Link: r.Link, Path: string(r.Path)})
 		}
+		return a.More, nil
+	})
+	if err != nil {
+		return nil, err
 	}
+	return out, nil
 }

@@ -72,30 +72,21 @@ func (b *backend) VerifyStore(ctx context.Context, checkContents, repair bool) (
 
 // verify sends one VerifyStore and gathers every Verified frame.
 func (b *backend) verify(req *msg.VerifyStore) ([]msg.Finding, bool, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if err := b.mon.Send(req); err != nil {
-		return nil, false, fmt.Errorf("asking the monitor: %w", err)
-	}
 	var out []msg.Finding
-	for {
-		ans, fds, err := b.mon.Recv()
-		closeAll(fds)
-		if err != nil {
-			return nil, false, fmt.Errorf("the monitor's answer: %w", err)
+	errors := false
+	err := b.callFrames(req, func(ans msg.Message) (bool, error) {
+		a, ok := ans.(*msg.Verified)
+		if !ok {
+			return false, fmt.Errorf("monitor answered VerifyStore with %v", ans.Kind())
 		}
-		switch a := ans.(type) {
-		case *msg.Error:
-			return nil, false, fromMonitorError(a)
-		case *msg.Verified:
-			out = append(out, a.Findings...)
-			if !a.More {
-				return out, a.Errors, nil
-			}
-		default:
-			return nil, false, fmt.Errorf("monitor answered VerifyStore with %v", ans.Kind())
-		}
+		out = append(out, a.Findings...)
+		errors = a.Errors
+		return a.More, nil
+	})
+	if err != nil {
+		return nil, false, err
 	}
+	return out, errors, nil
 }
 
 // OptimiseStore asks the monitor to hard-link identical files and prints

@@ -295,27 +295,3 @@ func (b *backend) fetchReferrers(gen uint64, p string, closure int) error {
 	}
 	return nil
 }
-
-// callFrames sends req and hands each answer frame to each until it says
-// no more follow; a monitor Error ends the call.
-func (b *backend) callFrames(req msg.Message, each func(msg.Message) (more bool, err error)) error {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if err := b.mon.Send(req); err != nil {
-		return fmt.Errorf("asking the monitor: %w", err)
-	}
-	for {
-		ans, fds, err := b.mon.Recv()
-		closeAll(fds)
-		if err != nil {
-			return fmt.Errorf("the monitor's answer: %w", err)
-		}
-		if e, ok := ans.(*msg.Error); ok {
-			return fromMonitorError(e)
-		}
-		more, err := each(ans)
-		if err != nil || !more {
-			return err
-		}
-	}
-}
