@@ -16,22 +16,9 @@ import (
 func TestUnprivilegedDaemonBuilds(t *testing.T) {
 	testenv.RequireRoot(t) // to become alice; the daemons run as alice
 	testenv.RequireNix(t)
-	if !staticELF("/bin/busybox") {
-		t.Fatal("no static /bin/busybox: run scripts/setup-test-host.sh (it installs busybox-static)")
-	}
 	s := testenv.NewStore(t, "sandbox = true\n")
 	in := filepath.Join(s.Root, "in")
-	bb := filepath.Join(in, "bb", "bin")
-	os.MkdirAll(bb, 0o755)
-	b, err := os.ReadFile("/bin/busybox")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, n := range []string{"sh", "busybox"} {
-		if err := os.WriteFile(filepath.Join(bb, n), b, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
+	copyBusybox(t, in)
 	os.WriteFile(filepath.Join(in, "own.nix"), []byte(`let bb = ./bb; in derivation { name = "own"; system = "x86_64-linux";
   builder = "${bb}/bin/sh";
   args = [ "-c" "B=${bb}/bin/busybox; { $B id -u; $B id -g; $B pwd; $B hostname; $B cat /etc/passwd; } > $out" ]; }`), 0o644)

@@ -135,6 +135,50 @@ func buildScenario(t *testing.T, s *testenv.Store, in string) map[string]string 
 	return out
 }
 
+// span is when a parallelism test's builder ran, and as which uid.
+type span struct {
+	uid        string
+	start, end int64
+}
+
+// readSpans reads the outputs nix-build printed, each "name start end" as
+// the parallelism tests' builders write them.
+func readSpans(t *testing.T, stdout string) []span {
+	t.Helper()
+	var spans []span
+	for _, out := range strings.Fields(stdout) {
+		b, err := os.ReadFile(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := strings.Fields(string(b))
+		st, _ := strconv.ParseInt(f[1], 10, 64)
+		en, _ := strconv.ParseInt(f[2], 10, 64)
+		spans = append(spans, span{f[0], st, en})
+	}
+	return spans
+}
+
+// copyBusybox puts the host's static busybox into in/bb/bin as sh and
+// busybox: the only tools a sandboxed test builder sees.
+func copyBusybox(t *testing.T, in string) {
+	t.Helper()
+	if !staticELF("/bin/busybox") {
+		t.Fatal("no static /bin/busybox: run scripts/setup-test-host.sh (it installs busybox-static)")
+	}
+	bb := filepath.Join(in, "bb", "bin")
+	os.MkdirAll(bb, 0o755)
+	b, err := os.ReadFile("/bin/busybox")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"sh", "busybox"} {
+		if err := os.WriteFile(filepath.Join(bb, n), b, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // lockBuildUsers takes the machine-wide lock of the pnxbld build users for
 // the test (testenv.LockBuildUsers).
 func lockBuildUsers(t *testing.T) {
@@ -336,10 +380,6 @@ func TestBuildSchedule(t *testing.T) {
 	for i := range 8 {
 		chans = append(chans, run(testenv.Alice, filepath.Join(in, "par.nix"), "--argstr", "n", strconv.Itoa(i)))
 	}
-	type span struct {
-		uid        string
-		start, end int64
-	}
 	var spans []span
 	for _, c := range chans {
 		r := <-c
@@ -379,17 +419,7 @@ func TestBuildSchedule(t *testing.T) {
 	if lr.Err != nil {
 		t.Fatalf("list: %v\n%s", lr.Err, lr.Stderr)
 	}
-	var listSpans []span
-	for _, out := range strings.Fields(lr.Stdout) {
-		b, err := os.ReadFile(out)
-		if err != nil {
-			t.Fatal(err)
-		}
-		f := strings.Fields(string(b))
-		st, _ := strconv.ParseInt(f[1], 10, 64)
-		en, _ := strconv.ParseInt(f[2], 10, 64)
-		listSpans = append(listSpans, span{f[0], st, en})
-	}
+	listSpans := readSpans(t, lr.Stdout)
 	overlapped := false
 	for i, x := range listSpans {
 		for _, y := range listSpans[i+1:] {
@@ -421,17 +451,7 @@ func TestBuildSchedule(t *testing.T) {
 			t.Fatalf("300 derivations: %v\n%s", mr.Err, mr.Stderr)
 		}
 		t.Logf("300 derivations built in %v", time.Since(manyStart))
-		var many []span
-		for _, out := range strings.Fields(mr.Stdout) {
-			b, err := os.ReadFile(out)
-			if err != nil {
-				t.Fatal(err)
-			}
-			f := strings.Fields(string(b))
-			st, _ := strconv.ParseInt(f[1], 10, 64)
-			en, _ := strconv.ParseInt(f[2], 10, 64)
-			many = append(many, span{f[0], st, en})
-		}
+		many := readSpans(t, mr.Stdout)
 		if len(many) != 300 {
 			t.Errorf("%d outputs", len(many))
 		}
@@ -491,22 +511,9 @@ func TestSandboxedBuild(t *testing.T) {
 	testenv.RequireRoot(t)
 	testenv.RequireNix(t)
 	lockBuildUsers(t)
-	if !staticELF("/bin/busybox") {
-		t.Fatal("no static /bin/busybox: run scripts/setup-test-host.sh (it installs busybox-static)")
-	}
 	s := testenv.NewStore(t, strings.Replace(buildConf, "sandbox = false", "sandbox = true", 1))
 	in := filepath.Join(s.Root, "in")
-	bb := filepath.Join(in, "bb", "bin")
-	os.MkdirAll(bb, 0o755)
-	b, err := os.ReadFile("/bin/busybox")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, n := range []string{"sh", "busybox"} {
-		if err := os.WriteFile(filepath.Join(bb, n), b, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
+	copyBusybox(t, in)
 	os.Chmod(filepath.Join(in, "bb"), 0o755)
 	os.Chmod(in, 0o755)
 	os.WriteFile(filepath.Join(in, "sandboxed.nix"), []byte(`let bb = ./bb; in derivation { name = "sandboxed"; system = "x86_64-linux";
